@@ -1,0 +1,32 @@
+// Batch-normalisation kernels over x viewed as [M, C] (M = N*H*W for NHWC images), per
+// channel c. Fast (parallel, vectorisable) and naive versions with the same contracts.
+#pragma once
+
+#include <cstdint>
+
+namespace kiln {
+
+// Training forward: mean[c], var[c] = batch mean and biased variance; inv_std[c] =
+// 1/sqrt(var+eps); y = gamma * (x - mean) * inv_std + beta. Writes y, mean, inv_std, and
+// var (the biased batch variance, for the running-statistics update).
+void batch_norm_forward_train(int64_t M, int64_t C, const float* x, const float* gamma,
+                              const float* beta, float eps, float* y, float* mean, float* var,
+                              float* inv_std);
+// Inference forward with given statistics: y = gamma * (x - mean) / sqrt(var + eps) + beta.
+void batch_norm_forward_eval(int64_t M, int64_t C, const float* x, const float* gamma,
+                             const float* beta, const float* mean, const float* var, float eps,
+                             float* y);
+// Training backward (batch statistics depend on x). Adds into dx, dgamma, dbeta (each may
+// be null when not needed).
+void batch_norm_backward_train(int64_t M, int64_t C, const float* x, const float* gamma,
+                               const float* mean, const float* inv_std, const float* dy,
+                               float* dx, float* dgamma, float* dbeta);
+
+void batch_norm_forward_train_naive(int64_t M, int64_t C, const float* x, const float* gamma,
+                                    const float* beta, float eps, float* y, float* mean, float* var,
+                                    float* inv_std);
+void batch_norm_backward_train_naive(int64_t M, int64_t C, const float* x, const float* gamma,
+                                     const float* mean, const float* inv_std, const float* dy,
+                                     float* dx, float* dgamma, float* dbeta);
+
+}  // namespace kiln

@@ -1,0 +1,49 @@
+// Convolution kernels on raw NHWC buffers: the fast im2col + sgemm path and, beside it, a
+// naive direct-loop reference used by tests and as the benchmark baseline.
+//
+// Shapes: x [N,H,W,C], w [KH,KW,C,F], b [F], y [N,Ho,Wo,F]. Cross-correlation (no kernel
+// flip), as in Keras and PyTorch. Backward kernels ADD into their outputs (+=).
+#pragma once
+
+#include <cstdint>
+
+namespace kiln {
+
+struct Conv2dShape {
+  int64_t N, H, W, C;   // input
+  int64_t KH, KW, F;    // kernel
+  int64_t stride_h, stride_w;
+  int64_t pad_top, pad_left;  // zero padding before the first row / column
+  int64_t Ho, Wo;             // output
+
+  // Keras' rules: "valid" -> Ho = (H - KH) / s + 1; "same" -> Ho = ceil(H / s) with total
+  // padding max((Ho - 1) * s + KH - H, 0), the smaller half on top/left.
+  static Conv2dShape make(int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH, int64_t KW,
+                          int64_t F, int64_t stride, bool same_padding);
+  int64_t rows() const { return N * Ho * Wo; }   // rows of the im2col matrix
+  int64_t cols() const { return KH * KW * C; }    // columns of the im2col matrix
+  double flops_forward() const { return 2.0 * rows() * cols() * F; }
+};
+
+// y = conv(x, w) + b (b may be null). y is overwritten.
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);
+// dx += conv_transpose(dy, w)
+void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w, float* dx);
+// dw += im2col(x)^T dy ; db += sum of dy over N,Ho,Wo (db may be null)
+void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw,
+                            float* db);
+
+// Direct loops, no GEMM: the test oracle. Same contracts as above.
+void conv2d_forward_naive(const Conv2dShape& s, const float* x, const float* w, const float* b,
+                          float* y);
+void conv2d_backward_input_naive(const Conv2dShape& s, const float* dy, const float* w, float* dx);
+void conv2d_backward_weight_naive(const Conv2dShape& s, const float* x, const float* dy, float* dw,
+                                  float* db);
+
+// im2col for NHWC: row r = (n, oy, ox) of the output, column (ky, kx, c); zero where the
+// window leaves the image. cols has (row_end - row_begin) * s.cols() floats.
+void im2col(const Conv2dShape& s, const float* x, int64_t row_begin, int64_t row_end, float* cols);
+// The adjoint of im2col: dx += scatter(dcols) for rows [row_begin, row_end).
+void col2im(const Conv2dShape& s, const float* dcols, int64_t row_begin, int64_t row_end, float* dx);
+
+}  // namespace kiln

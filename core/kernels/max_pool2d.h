@@ -1,0 +1,27 @@
+// Max-pooling kernels on NHWC buffers, fast and naive. x [N,H,W,C] -> y [N,Ho,Wo,C].
+#pragma once
+
+#include <cstdint>
+
+namespace kiln {
+
+struct Pool2dShape {
+  int64_t N, H, W, C;
+  int64_t K, stride;
+  int64_t pad_top, pad_left;
+  int64_t Ho, Wo;
+  // Keras' "valid"/"same" rules (as Conv2dShape::make). Padded cells never win.
+  static Pool2dShape make(int64_t N, int64_t H, int64_t W, int64_t C, int64_t K, int64_t stride,
+                          bool same_padding);
+};
+
+// y overwritten; argmax[i] = flat index into x of the winner of output i (first max wins).
+void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax);
+// dx[argmax[i]] += dy[i]
+void max_pool2d_backward(const Pool2dShape& s, const float* dy, const int32_t* argmax, float* dx);
+
+void max_pool2d_forward_naive(const Pool2dShape& s, const float* x, float* y, int32_t* argmax);
+void max_pool2d_backward_naive(const Pool2dShape& s, const float* dy, const int32_t* argmax,
+                               float* dx);
+
+}  // namespace kiln

@@ -1,0 +1,93 @@
+// The differentiable ops. Each op's forward and backward live in one function in one of
+// core/ops_*.cpp. Layout conventions (chosen for speed, see README "Layout"):
+//   images: NHWC [N,H,W,C]; conv kernels: [kh,kw,C_in,C_out] (Keras' layout);
+//   dense kernels: [in,out]; per-channel vectors: [C].
+// Every shape error throws std::invalid_argument naming the op and the shapes.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace kiln {
+
+// --- elementwise, with NumPy broadcasting (shapes aligned from the right) ---------------
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor add(const Tensor& a, float s);
+Tensor mul(const Tensor& a, float s);
+Tensor neg(const Tensor& a);
+Tensor square(const Tensor& a);
+Tensor relu(const Tensor& a);
+Tensor sigmoid(const Tensor& a);
+Tensor tanh(const Tensor& a);
+Tensor exp(const Tensor& a);
+Tensor log(const Tensor& a);
+
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator+(const Tensor& a, float s) { return add(a, s); }
+inline Tensor operator-(const Tensor& a, float s) { return add(a, -s); }
+inline Tensor operator*(const Tensor& a, float s) { return mul(a, s); }
+inline Tensor operator*(float s, const Tensor& a) { return mul(a, s); }
+inline Tensor operator-(const Tensor& a) { return neg(a); }
+
+// --- reductions --------------------------------------------------------------------------
+// Sum / mean over the given axes (negative allowed); keepdim keeps them as extent 1.
+Tensor sum(const Tensor& a, const std::vector<int64_t>& axes, bool keepdim = false);
+Tensor mean(const Tensor& a, const std::vector<int64_t>& axes, bool keepdim = false);
+Tensor sum(const Tensor& a);   // all elements -> []
+Tensor mean(const Tensor& a);  // all elements -> []
+
+// --- shape -------------------------------------------------------------------------------
+Tensor reshape(const Tensor& a, const Shape& shape);
+// [N, ...] -> [N, prod(...)]
+Tensor flatten(const Tensor& a);
+
+// --- linear algebra ----------------------------------------------------------------------
+// a: [M,K] (or [K,M] if trans_a), b: [K,N] (or [N,K] if trans_b) -> [M,N]. One cblas_sgemm.
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+// x: [N,in], w: [in,out], b: [out] or undefined -> [N,out]
+Tensor dense(const Tensor& x, const Tensor& w, const Tensor& b);
+
+// --- softmax and loss (last axis) --------------------------------------------------------
+Tensor softmax(const Tensor& a);
+Tensor log_softmax(const Tensor& a);
+// logits: [N,K], targets: [N,K] (one-hot or any distribution) -> [] mean over N of
+// -sum_k t_k log softmax(logits)_k. Stable (log-sum-exp); gradient (softmax - t) / N.
+Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& targets);
+
+// --- convolutional-network ops -----------------------------------------------------------
+enum class Padding { Valid, Same };  // Keras/TensorFlow meanings ("same": extra pad bottom/right)
+
+// x: [N,H,W,C], w: [kh,kw,C,F], b: [F] or undefined -> [N,Ho,Wo,F].
+// im2col + one sgemm per chunk of the batch.
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1,
+              Padding padding = Padding::Same);
+// x: [N,H,W,C] -> [N,Ho,Wo,C]; padded cells never win the max.
+Tensor max_pool2d(const Tensor& x, int kernel = 2, int stride = 2, Padding padding = Padding::Valid);
+
+// Batch normalisation over every axis but the last (channels): x: [..., C].
+// Training: normalises with the batch mean and biased variance and updates
+// running = momentum * running + (1 - momentum) * batch (Keras' convention; running_var
+// uses the biased batch variance). Inference: uses the running statistics.
+// gamma, beta, running_mean, running_var: [C]. Running statistics are updated in place and
+// are not differentiated.
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                  Tensor& running_mean, Tensor& running_var, bool training,
+                  float momentum = 0.99f, float eps = 1e-3f);
+
+// Inverted dropout: in training each element is zeroed with probability `rate` and the
+// rest scaled by 1/(1-rate); the mask depends only on (seed, element index). Identity when
+// !training or rate == 0.
+Tensor dropout(const Tensor& x, float rate, bool training, uint64_t seed);
+
+// lambda * sum(w^2) -> []
+Tensor l2_penalty(const Tensor& w, float lambda);
+
+}  // namespace kiln
