@@ -37,6 +37,7 @@ struct TensorImpl {
   std::vector<Tensor> inputs;   // graph edges, empty for a leaf
   BackwardFn backward;          // null for a leaf
   const char* op = nullptr;     // name of the op that made it, for errors and debugging
+  bool graph_freed = false;     // set once backward() has consumed this node's closure
 };
 
 class Tensor {

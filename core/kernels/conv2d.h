@@ -40,6 +40,10 @@ void conv2d_backward_input_naive(const Conv2dShape& s, const float* dy, const fl
 void conv2d_backward_weight_naive(const Conv2dShape& s, const float* x, const float* dy, float* dw,
                                   float* db);
 
+// Rows of the im2col matrix the fast kernels process per sgemm (all of them for small inputs):
+// whole images where they fit a fixed column-buffer budget. Exposed for tests and benchmarks.
+int64_t conv2d_chunk_rows(const Conv2dShape& s);
+
 // im2col for NHWC: row r = (n, oy, ox) of the output, column (ky, kx, c); zero where the
 // window leaves the image. cols has (row_end - row_begin) * s.cols() floats.
 void im2col(const Conv2dShape& s, const float* x, int64_t row_begin, int64_t row_end, float* cols);
