@@ -1,0 +1,123 @@
+#include "apps/cli.h"
+
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+
+namespace kiln::cli {
+
+Args::Args(std::string program, std::string summary)
+    : program_(std::move(program)), summary_(std::move(summary)) {}
+
+Args& Args::flag(const std::string& name, const std::string& help) {
+  specs_.push_back({name, "", help, "", true});
+  return *this;
+}
+
+Args& Args::option(const std::string& name, const std::string& value_name, const std::string& help,
+                   const std::string& default_value) {
+  specs_.push_back({name, value_name, help, default_value, false});
+  if (!default_value.empty()) values_[name] = default_value;
+  return *this;
+}
+
+Args& Args::positional(const std::string& name, const std::string& help, bool required) {
+  positionals_.push_back({name, "", help, "", false});
+  if (required) ++required_positionals_;
+  return *this;
+}
+
+std::string Args::usage() const {
+  std::ostringstream os;
+  os << "usage: " << program_;
+  for (const Spec& p : positionals_) os << " " << p.name;
+  if (!specs_.empty()) os << " [options]";
+  os << "\n\n" << summary_ << "\n";
+  if (!positionals_.empty()) {
+    os << "\narguments:\n";
+    for (const Spec& p : positionals_) os << "  " << p.name << "\n      " << p.help << "\n";
+  }
+  os << "\noptions:\n  --help\n      show this help and exit\n";
+  for (const Spec& s : specs_) {
+    os << "  --" << s.name << (s.is_switch ? "" : " " + s.value_name) << "\n      " << s.help;
+    if (!s.default_value.empty()) os << " (default: " << s.default_value << ")";
+    os << "\n";
+  }
+  return os.str();
+}
+
+void Args::fail(const std::string& message) const {
+  std::cerr << program_ << ": " << message << "\n\n" << usage();
+  std::exit(2);
+}
+
+void Args::parse(int argc, char** argv, int first) {
+  size_t n_pos = 0;
+  for (int i = first; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << usage();
+      std::exit(0);
+    }
+    if (a.rfind("--", 0) == 0) {
+      std::string name = a.substr(2), value;
+      const bool has_eq = name.find('=') != std::string::npos;
+      if (has_eq) {
+        value = name.substr(name.find('=') + 1);
+        name = name.substr(0, name.find('='));
+      }
+      const Spec* spec = nullptr;
+      for (const Spec& s : specs_)
+        if (s.name == name) spec = &s;
+      if (!spec) fail("unknown option --" + name);
+      if (spec->is_switch) {
+        if (has_eq) fail("--" + name + " takes no value");
+        values_[name] = "1";
+      } else {
+        if (!has_eq) {
+          if (i + 1 >= argc) fail("--" + name + " needs a value (" + spec->value_name + ")");
+          value = argv[++i];
+        }
+        values_[name] = value;
+      }
+    } else {
+      if (n_pos >= positionals_.size()) fail("unexpected argument '" + a + "'");
+      values_[positionals_[n_pos++].name] = a;
+    }
+  }
+  if (n_pos < required_positionals_) fail("missing argument " + positionals_[n_pos].name);
+}
+
+bool Args::has(const std::string& name) const { return values_.count(name) > 0; }
+
+std::string Args::get(const std::string& name) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? std::string() : it->second;
+}
+
+int64_t Args::get_int(const std::string& name) const {
+  const std::string v = get(name);
+  try {
+    size_t used = 0;
+    const long long x = std::stoll(v, &used);
+    if (used != v.size()) throw std::invalid_argument(v);
+    return x;
+  } catch (const std::exception&) {
+    fail("--" + name + " expects an integer, got '" + v + "'");
+  }
+}
+
+double Args::get_double(const std::string& name) const {
+  const std::string v = get(name);
+  try {
+    size_t used = 0;
+    const double x = std::stod(v, &used);
+    if (used != v.size()) throw std::invalid_argument(v);
+    return x;
+  } catch (const std::exception&) {
+    fail("--" + name + " expects a number, got '" + v + "'");
+  }
+}
+
+}  // namespace kiln::cli

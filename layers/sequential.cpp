@@ -1,0 +1,132 @@
+#include "layers/sequential.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <sstream>
+
+#include "core/autograd.h"
+
+namespace kiln {
+
+namespace {
+std::string snake_case(const std::string& type) {
+  std::string s;
+  for (size_t i = 0; i < type.size(); ++i) {
+    const char c = type[i];
+    if (std::isupper(static_cast<unsigned char>(c)) && i > 0 &&
+        !std::isupper(static_cast<unsigned char>(type[i - 1])) && !std::isdigit(static_cast<unsigned char>(type[i - 1])))
+      s += '_';
+    s += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return s;
+}
+}  // namespace
+
+Sequential& Sequential::add(std::shared_ptr<Module> module, const std::string& name) {
+  std::string n = name;
+  if (n.empty()) {
+    const std::string base = snake_case(module->type_name());
+    int same = 0;
+    for (const auto& [child, m] : named_children())
+      if (child == base || child.rfind(base + "_", 0) == 0) ++same;
+    n = same ? base + "_" + std::to_string(same) : base;
+  }
+  add_child(n, module);
+  layers_.push_back(std::move(module));
+  return *this;
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor h = x;
+  for (auto& layer : layers_) h = layer->forward(h);
+  return h;
+}
+
+Tensor Sequential::forward_logits(const Tensor& x) {
+  Tensor h = x;
+  for (size_t i = 0; i < layers_.size(); ++i)
+    h = i + 1 == layers_.size() ? layers_[i]->forward_logits(h) : layers_[i]->forward(h);
+  return h;
+}
+
+bool Sequential::ends_in_softmax() const { return !layers_.empty() && layers_.back()->ends_in_softmax(); }
+
+namespace {
+
+struct Row {
+  std::string name, type, shape;
+  int64_t params;
+};
+
+std::string group_digits(int64_t n) {
+  std::string s = std::to_string(n), out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i && (s.size() - i) % 3 == 0) out += ',';
+    out += s[i];
+  }
+  return out;
+}
+
+// Runs x through `m`, one leaf layer at a time, recording each leaf's output shape.
+Tensor walk(Module& m, const std::string& name, const Tensor& x, std::vector<Row>& rows) {
+  if (auto* seq = dynamic_cast<Sequential*>(&m)) {
+    Tensor h = x;
+    const auto children = seq->named_children();
+    for (size_t i = 0; i < children.size(); ++i)
+      h = walk(*children[i].second, name.empty() ? children[i].first : name + "." + children[i].first, h, rows);
+    return h;
+  }
+  Tensor y = m.forward(x);
+  Shape s = y.shape();
+  s[0] = -1;
+  std::string shape = "(None";
+  for (size_t i = 1; i < s.size(); ++i) shape += ", " + std::to_string(s[i]);
+  shape += ")";
+  std::string type = m.type_name();
+  if (!m.describe().empty()) type += " " + m.describe();
+  rows.push_back({name, type, shape, m.count_trainable() + m.count_non_trainable()});
+  return y;
+}
+
+}  // namespace
+
+std::string summary(Module& model, const Shape& input, const std::string& title) {
+  // A batch of one zero image, run in inference mode without building a graph.
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard no_grad;
+  Shape batch_shape = {1};
+  batch_shape.insert(batch_shape.end(), input.begin(), input.end());
+  std::vector<Row> rows;
+  walk(model, "", Tensor::zeros(batch_shape), rows);
+  model.train(was_training);
+
+  size_t w_name = 20, w_shape = 18;
+  for (const Row& r : rows) {
+    w_name = std::max(w_name, r.name.size() + r.type.size() + 3);
+    w_shape = std::max(w_shape, r.shape.size());
+  }
+  const size_t width = w_name + w_shape + 16;
+  std::ostringstream os;
+  if (!title.empty()) os << "Model: \"" << title << "\"\n";
+  os << std::string(width, '=') << "\n";
+  char line[512];
+  std::snprintf(line, sizeof line, "%-*s %-*s %12s\n", static_cast<int>(w_name), "Layer (type)",
+                static_cast<int>(w_shape), "Output Shape", "Param #");
+  os << line << std::string(width, '-') << "\n";
+  for (const Row& r : rows) {
+    std::snprintf(line, sizeof line, "%-*s %-*s %12s\n", static_cast<int>(w_name),
+                  (r.name + " (" + r.type + ")").c_str(), static_cast<int>(w_shape), r.shape.c_str(),
+                  group_digits(r.params).c_str());
+    os << line;
+  }
+  const int64_t trainable = model.count_trainable(), fixed = model.count_non_trainable();
+  os << std::string(width, '=') << "\n";
+  os << "Total params: " << group_digits(trainable + fixed) << "\n";
+  os << "Trainable params: " << group_digits(trainable) << "\n";
+  os << "Non-trainable params: " << group_digits(fixed) << "\n";
+  return os.str();
+}
+
+}  // namespace kiln
