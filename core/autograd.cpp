@@ -50,22 +50,26 @@ void Tensor::backward() const {
                            "with requires_grad reached it, or it was made in a no-grad scope)");
 
   // Iterative post-order DFS: each node is emitted after all of its inputs, so walking the
-  // list backwards visits a node only after every consumer has added its gradient.
-  std::vector<TensorImpl*> order;
+  // list backwards visits a node only after every consumer has added its gradient. `order`
+  // holds handles, not raw pointers: freeing a node's edges below may drop the last other
+  // reference to an input that is still waiting its turn.
+  std::vector<Tensor> order;
   std::unordered_set<TensorImpl*> seen;
-  std::vector<std::pair<TensorImpl*, size_t>> stack;
-  stack.emplace_back(impl_.get(), 0);
+  std::vector<std::pair<Tensor, size_t>> stack;
+  stack.emplace_back(*this, 0);
   seen.insert(impl_.get());
   while (!stack.empty()) {
-    auto& [node, next] = stack.back();
+    TensorImpl* node = stack.back().first.impl();
+    size_t& next = stack.back().second;
     if (next < node->inputs.size()) {
-      TensorImpl* child = node->inputs[next++].impl();
-      if (child->graph_freed)
-        throw std::logic_error(std::string("backward: op '") + (child->op ? child->op : "?") +
+      const Tensor child = node->inputs[next++];
+      TensorImpl* c = child.impl();
+      if (c->graph_freed)
+        throw std::logic_error(std::string("backward: op '") + (c->op ? c->op : "?") +
                                "' on the path was already consumed by an earlier backward()");
-      if (child->backward && seen.insert(child).second) stack.emplace_back(child, 0);
+      if (c->backward && seen.insert(c).second) stack.emplace_back(child, 0);
     } else {
-      order.push_back(node);
+      order.push_back(std::move(stack.back().first));
       stack.pop_back();
     }
   }
@@ -74,7 +78,7 @@ void Tensor::backward() const {
   grad_data()[0] += 1.0f;
 
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    TensorImpl* node = *it;
+    TensorImpl* node = it->impl();
     if (!node->backward) continue;  // a leaf called backward() on itself
     if (node->grad) {
       auto g = std::make_shared<TensorImpl>();
