@@ -1,0 +1,189 @@
+#include "optim/fit.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "core/random.h"
+#include "data/augment.h"
+#include "optim/metrics.h"
+#include "optim/progress.h"
+
+namespace kiln {
+namespace {
+
+// Positive-class scores (column 1) of a [B,2] output, appended to `out`.
+void append_positive_scores(const Tensor& probs, std::vector<float>& out) {
+  if (probs.dim() != 2 || probs.size(1) != 2) return;
+  for (int64_t i = 0; i < probs.size(0); ++i) out.push_back(probs.data()[i * 2 + 1]);
+}
+
+std::string figures(double loss, double acc, bool has_auc, double auc, const char* prefix = "") {
+  char buf[128];
+  if (has_auc)
+    std::snprintf(buf, sizeof buf, "%sloss %.4f  %saccuracy %.4f  %sauc %.4f", prefix, loss, prefix,
+                  acc, prefix, auc);
+  else
+    std::snprintf(buf, sizeof buf, "%sloss %.4f  %saccuracy %.4f", prefix, loss, prefix, acc);
+  return buf;
+}
+
+}  // namespace
+
+History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& o) {
+  check_arg(o.epochs >= 0 && o.batch_size >= 1 && o.validation_freq >= 1, "fit",
+            "epochs " + std::to_string(o.epochs) + ", batch_size " + std::to_string(o.batch_size) +
+                ", validation_freq " + std::to_string(o.validation_freq) + " are not all valid");
+  check_arg(train.size() > 0, "fit", "the training set is empty");
+  check_arg(model.ends_in_softmax(), "fit",
+            "the model must end in a softmax (fit trains with softmax + categorical cross-entropy)");
+  History history;
+  history.has_auc = o.auc;
+  Batcher batcher(train, o.batch_size, o.seed, o.shuffle);
+  Generator augment_rng(mix64(o.seed ^ 0xa06a06a06ULL));
+  const int64_t steps = batcher.batches_per_epoch();
+
+  for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
+    if (o.on_epoch_begin) o.on_epoch_begin(epoch, optimizer);
+    model.train();
+    ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(o.epochs), steps,
+                    o.quiet);
+    batcher.start_epoch(epoch);
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0, step = 0;
+    std::vector<float> scores;
+    std::vector<int32_t> score_labels;
+    while (batcher.next()) {
+      const Batch& b = batcher.batch();
+      const Tensor x = o.augmentation ? (*o.augmentation)(b.x, augment_rng, true) : b.x;
+      Tensor logits = model.forward_logits(x);
+      Tensor loss = softmax_cross_entropy(logits, b.y_onehot);
+      Tensor reg = model.regularization_loss();
+      if (reg.defined()) loss = add(loss, reg);
+      optimizer.zero_grad();
+      loss.backward();
+      optimizer.step();
+
+      const float l = loss.item();
+      if (!std::isfinite(l))
+        throw std::runtime_error("fit: the loss became " + std::to_string(l) + " at epoch " +
+                                 std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) +
+                                 " (try a lower learning rate)");
+      loss_sum += static_cast<double>(l) * b.size();
+      correct += static_cast<int64_t>(std::llround(accuracy(logits, b.labels) * b.size()));
+      seen += b.size();
+      if (o.auc) {
+        NoGradGuard no_grad;
+        append_positive_scores(softmax(logits), scores);
+        score_labels.insert(score_labels.end(), b.labels.begin(), b.labels.end());
+      }
+      ++step;
+      bar.update(step, figures(loss_sum / seen, static_cast<double>(correct) / seen, false, 0));
+    }
+
+    EpochLog log;
+    log.epoch = epoch + 1;
+    log.loss = loss_sum / seen;
+    log.accuracy = static_cast<double>(correct) / seen;
+    if (o.auc) log.auc = roc_auc(scores, score_labels);
+    std::string text = figures(log.loss, log.accuracy, o.auc, log.auc);
+    if (o.validation && (epoch + 1) % o.validation_freq == 0) {
+      const Evaluation v = evaluate(model, *o.validation, std::max<int64_t>(o.batch_size, 256), o.auc);
+      log.validated = true;
+      log.val_loss = v.loss;
+      log.val_accuracy = v.accuracy;
+      log.val_auc = v.auc;
+      text += "  " + figures(v.loss, v.accuracy, o.auc, v.auc, "val_");
+    }
+    log.seconds = bar.elapsed_seconds();
+    bar.finish(text);
+    history.epochs.push_back(log);
+  }
+  model.train();
+  return history;
+}
+
+Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool auc) {
+  check_arg(data.size() > 0, "evaluate", "the dataset is empty");
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard no_grad;
+  Batcher batcher(data, batch_size, 0, /*shuffle=*/false);
+  batcher.start_epoch(0);
+  double loss_sum = 0;
+  int64_t correct = 0;
+  std::vector<float> scores;
+  std::vector<int32_t> labels;
+  while (batcher.next()) {
+    const Batch& b = batcher.batch();
+    const Tensor probs = model.forward(b.x);
+    loss_sum += categorical_cross_entropy(probs, b.y_onehot) * b.size();
+    correct += static_cast<int64_t>(std::llround(accuracy(probs, b.labels) * b.size()));
+    if (auc) {
+      append_positive_scores(probs, scores);
+      labels.insert(labels.end(), b.labels.begin(), b.labels.end());
+    }
+  }
+  model.train(was_training);
+  Evaluation e;
+  e.n = data.size();
+  e.loss = loss_sum / e.n;
+  e.accuracy = static_cast<double>(correct) / e.n;
+  if (auc) e.auc = roc_auc(scores, labels);
+  return e;
+}
+
+Tensor predict(Module& model, const Tensor& x, int64_t batch_size) {
+  check_arg(x.dim() >= 1 && batch_size >= 1, "predict",
+            "input " + shape_str(x.shape()) + " needs a batch axis; batch_size " +
+                std::to_string(batch_size));
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard no_grad;
+  Tensor out;
+  const int64_t n = x.size(0);
+  for (int64_t begin = 0; begin < n; begin += batch_size) {
+    const int64_t end = std::min(n, begin + batch_size);
+    const Tensor y = model.forward(x.slice(begin, end));
+    if (!out.defined()) {
+      Shape s = y.shape();
+      s[0] = n;
+      out = Tensor::empty(s);
+    }
+    const int64_t row = y.numel() / (end - begin);
+    std::memcpy(out.data() + begin * row, y.data(), sizeof(float) * y.numel());
+  }
+  model.train(was_training);
+  return out;
+}
+
+void History::write_csv(const std::string& path) const {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    if (!f) throw std::runtime_error(path + ": cannot open for writing");
+    f << "epoch,loss,accuracy" << (has_auc ? ",auc" : "") << ",val_loss,val_accuracy"
+      << (has_auc ? ",val_auc" : "") << ",seconds\n";
+    char buf[64];
+    auto num = [&](double v) {
+      std::snprintf(buf, sizeof buf, "%.6g", v);
+      return std::string(buf);
+    };
+    for (const EpochLog& e : epochs) {
+      f << e.epoch << "," << num(e.loss) << "," << num(e.accuracy);
+      if (has_auc) f << "," << num(e.auc);
+      f << "," << (e.validated ? num(e.val_loss) : "") << "," << (e.validated ? num(e.val_accuracy) : "");
+      if (has_auc) f << "," << (e.validated ? num(e.val_auc) : "");
+      f << "," << num(e.seconds) << "\n";
+    }
+    if (!f.flush()) throw std::runtime_error(path + ": write failed");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace kiln

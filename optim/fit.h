@@ -1,0 +1,64 @@
+// The training loop: fit() trains a model with an optimizer over shuffled mini-batches,
+// evaluate() and predict() run it in inference mode in batches. Keras' semantics: the
+// per-epoch training figures are running means over the epoch's batches (with dropout and
+// augmentation active, and the regularisation penalty included in the loss); validation runs
+// in inference mode every `validation_freq` epochs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "data/dataset.h"
+#include "layers/module.h"
+#include "optim/optimizer.h"
+
+namespace kiln {
+
+class Augmentation;
+
+struct FitOptions {
+  int64_t epochs = 1;
+  int64_t batch_size = 32;
+  bool shuffle = true;
+  const Dataset* validation = nullptr;  // optional
+  int64_t validation_freq = 1;          // validate after epochs freq, 2*freq, ... (and never else)
+  uint64_t seed = 0;                    // batch order and augmentation draws
+  bool quiet = false;                   // no progress output
+  bool auc = false;                     // also report ROC AUC (binary problems: class 1 is positive)
+  const Augmentation* augmentation = nullptr;  // applied to each training batch
+  // Called before each epoch (0-based), e.g. for a learning-rate schedule.
+  std::function<void(int64_t epoch, Optimizer& optimizer)> on_epoch_begin;
+};
+
+struct EpochLog {
+  int64_t epoch = 0;  // 1-based
+  double loss = 0, accuracy = 0, auc = 0;
+  bool validated = false;
+  double val_loss = 0, val_accuracy = 0, val_auc = 0;
+  double seconds = 0;
+};
+
+struct History {
+  std::vector<EpochLog> epochs;
+  bool has_auc = false;
+  // epoch,loss,accuracy[,auc],val_loss,val_accuracy[,val_auc],seconds; validation cells
+  // empty in epochs without validation. Written to a temporary file and renamed into place.
+  void write_csv(const std::string& path) const;
+};
+
+struct Evaluation {
+  double loss = 0, accuracy = 0, auc = 0;
+  int64_t n = 0;
+};
+
+History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& options);
+// Inference-mode loss (categorical cross-entropy on the softmax output), accuracy and
+// optionally AUC over the whole dataset. Restores the model's training mode afterwards.
+Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size = 256, bool auc = false);
+// x: [N,...] -> the model's outputs [N,K] (probabilities for a softmax model), in batches.
+Tensor predict(Module& model, const Tensor& x, int64_t batch_size = 256);
+
+}  // namespace kiln
