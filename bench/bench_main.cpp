@@ -1,0 +1,19 @@
+// kiln_bench's main: fixes the thread count (KILN_NUM_THREADS, else all cores) for OpenMP and
+// OpenBLAS before anything is timed, and records it in the benchmark context.
+#include <benchmark/benchmark.h>
+
+#include <string>
+
+#include "core/parallel.h"
+
+int main(int argc, char** argv) {
+  const int threads = kiln::num_threads();
+  benchmark::AddCustomContext("kiln_threads", std::to_string(threads));
+  benchmark::AddCustomContext("blas_core", kiln::blas_core_name());
+  benchmark::AddCustomContext("blas_config", kiln::blas_config());
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

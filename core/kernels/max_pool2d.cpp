@@ -1,0 +1,138 @@
+// Max pooling on NHWC buffers. The fast version walks each window once with the channel
+// loop innermost (C is contiguous in NHWC, so it vectorises); the naive one is the obvious
+// per-(output, channel) loop and serves as the test oracle.
+#include "core/kernels/max_pool2d.h"
+
+#include <algorithm>
+#include <climits>
+#include <stdexcept>
+#include <string>
+
+namespace kiln {
+namespace {
+
+std::string shape4(int64_t a, int64_t b, int64_t c, int64_t d) {
+  return "[" + std::to_string(a) + "," + std::to_string(b) + "," + std::to_string(c) + "," +
+         std::to_string(d) + "]";
+}
+
+// The window of output o, clipped to the input: padded cells are never candidates.
+struct Window {
+  int64_t begin, end;
+};
+Window clipped_window(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t in) {
+  const int64_t start = o * stride - pad;
+  return {std::max<int64_t>(start, 0), std::min(start + k, in)};
+}
+
+}  // namespace
+
+Pool2dShape Pool2dShape::make(int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
+                              int64_t stride, bool same_padding) {
+  if (N <= 0 || H <= 0 || W <= 0 || C <= 0 || K <= 0 || stride <= 0) {
+    throw std::invalid_argument("max_pool2d: sizes must be positive, got input " +
+                                shape4(N, H, W, C) + ", pool " + std::to_string(K) +
+                                ", stride " + std::to_string(stride));
+  }
+  if (!same_padding && (H < K || W < K)) {
+    throw std::invalid_argument("max_pool2d: input " + shape4(N, H, W, C) +
+                                " is smaller than pool " + std::to_string(K) + "x" +
+                                std::to_string(K) + " with padding valid");
+  }
+  if (N * H * W * C > INT32_MAX) {
+    throw std::invalid_argument("max_pool2d: input " + shape4(N, H, W, C) +
+                                " has more elements than int32 argmax indices can address");
+  }
+  Pool2dShape s{};
+  s.N = N;
+  s.H = H;
+  s.W = W;
+  s.C = C;
+  s.K = K;
+  s.stride = stride;
+  if (same_padding) {
+    s.Ho = (H + stride - 1) / stride;
+    s.Wo = (W + stride - 1) / stride;
+    s.pad_top = std::max<int64_t>((s.Ho - 1) * stride + K - H, 0) / 2;
+    s.pad_left = std::max<int64_t>((s.Wo - 1) * stride + K - W, 0) / 2;
+  } else {
+    s.Ho = (H - K) / stride + 1;
+    s.Wo = (W - K) / stride + 1;
+    s.pad_top = 0;
+    s.pad_left = 0;
+  }
+  return s;
+}
+
+void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) {
+  const int64_t C = s.C;
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < s.N * s.Ho; ++row) {
+    const int64_t n = row / s.Ho;
+    const int64_t oy = row % s.Ho;
+    const Window wy = clipped_window(oy, s.stride, s.pad_top, s.K, s.H);
+    for (int64_t ox = 0; ox < s.Wo; ++ox) {
+      const Window wx = clipped_window(ox, s.stride, s.pad_left, s.K, s.W);
+      float* best = y + (row * s.Wo + ox) * C;
+      int32_t* best_at = argmax + (row * s.Wo + ox) * C;
+      // Seed with the window's first cell, then take only strictly larger values, in row-major
+      // window order, so that the first maximum wins.
+      const int64_t first = ((n * s.H + wy.begin) * s.W + wx.begin) * C;
+      for (int64_t c = 0; c < C; ++c) {
+        best[c] = x[first + c];
+        best_at[c] = static_cast<int32_t>(first + c);
+      }
+      for (int64_t iy = wy.begin; iy < wy.end; ++iy) {
+        for (int64_t ix = wx.begin; ix < wx.end; ++ix) {
+          if (iy == wy.begin && ix == wx.begin) continue;
+          const int64_t at = ((n * s.H + iy) * s.W + ix) * C;
+          const float* xp = x + at;
+          for (int64_t c = 0; c < C; ++c) {
+            const bool larger = xp[c] > best[c];
+            best[c] = larger ? xp[c] : best[c];
+            best_at[c] = larger ? static_cast<int32_t>(at + c) : best_at[c];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Overlapping windows (stride < K) can route two outputs to one input cell, so threads own
+// whole images: every argmax of image n points into image n.
+void max_pool2d_backward(const Pool2dShape& s, const float* dy, const int32_t* argmax, float* dx) {
+  const int64_t per_image = s.Ho * s.Wo * s.C;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < s.N; ++n) {
+    const int64_t begin = n * per_image;
+    for (int64_t i = begin; i < begin + per_image; ++i) dx[argmax[i]] += dy[i];
+  }
+}
+
+void max_pool2d_forward_naive(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) {
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t oy = 0; oy < s.Ho; ++oy)
+      for (int64_t ox = 0; ox < s.Wo; ++ox)
+        for (int64_t c = 0; c < s.C; ++c) {
+          int64_t best_at = -1;
+          for (int64_t ky = 0; ky < s.K; ++ky)
+            for (int64_t kx = 0; kx < s.K; ++kx) {
+              const int64_t iy = oy * s.stride - s.pad_top + ky;
+              const int64_t ix = ox * s.stride - s.pad_left + kx;
+              if (iy < 0 || iy >= s.H || ix < 0 || ix >= s.W) continue;
+              const int64_t at = ((n * s.H + iy) * s.W + ix) * s.C + c;
+              if (best_at < 0 || x[at] > x[best_at]) best_at = at;
+            }
+          const int64_t out = ((n * s.Ho + oy) * s.Wo + ox) * s.C + c;
+          y[out] = x[best_at];
+          argmax[out] = static_cast<int32_t>(best_at);
+        }
+}
+
+void max_pool2d_backward_naive(const Pool2dShape& s, const float* dy, const int32_t* argmax,
+                               float* dx) {
+  const int64_t outputs = s.N * s.Ho * s.Wo * s.C;
+  for (int64_t i = 0; i < outputs; ++i) dx[argmax[i]] += dy[i];
+}
+
+}  // namespace kiln
