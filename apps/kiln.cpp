@@ -2,6 +2,8 @@
 //   kiln info                     build, BLAS and thread facts
 //   kiln data mnist [--dir DIR]   put MNIST into DIR (default data/mnist), verified
 //   kiln demo [--data-dir DIR]    train the lab's Task 1 CNN briefly with plain ops
+//   kiln summary task1|task2|task3  print a lab model's layer table
+//   kiln augment-grid ...         write a PNG grid of augmented samples
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -14,7 +16,11 @@
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "core/random.h"
+#include "data/augment.h"
 #include "data/dataset.h"
+#include "data/lab_augmentation.h"
+#include "data/pcam.h"
+#include "layers/lab_models.h"
 #include "data/idx.h"
 #include "data/mnist_fetch.h"
 
@@ -25,7 +31,9 @@ const char* kUsage =
     "commands:\n"
     "  info           show the build, BLAS kernel and thread count\n"
     "  data mnist     put MNIST into a data directory (verified by SHA-256)\n"
-    "  demo           train the lab's Task 1 CNN for a short while with kiln's ops\n\n"
+    "  demo           train the lab's Task 1 CNN for a short while with kiln's ops\n"
+    "  summary        print a lab model's layers, output shapes and parameter counts\n"
+    "  augment-grid   write a PNG grid of augmented samples, to see the augmentation\n\n"
     "Run `kiln <command> --help` for a command's options.\n";
 
 int cmd_info(int argc, char** argv) {
@@ -95,7 +103,9 @@ int cmd_demo(int argc, char** argv) {
   const auto train_raw = kiln::load_mnist(args.get("data-dir"), "train");
   const auto test_raw = kiln::load_mnist(args.get("data-dir"), "t10k");
   const int64_t n_train = std::min<int64_t>(args.get_int("train"), train_raw.n);
-  const kiln::Dataset train = kiln::make_dataset(train_raw, 10).head(n_train);
+  std::vector<int64_t> rows(static_cast<size_t>(n_train));
+  for (int64_t i = 0; i < n_train; ++i) rows[i] = i;
+  const kiln::Dataset train = kiln::make_dataset(train_raw, rows, 10);
   const kiln::Dataset test = kiln::make_dataset(test_raw, 10);
   const int64_t batch = args.get_int("batch-size"), epochs = args.get_int("epochs");
   const float lr = static_cast<float>(args.get_double("lr"));
@@ -109,11 +119,13 @@ int cmd_demo(int argc, char** argv) {
   for (kiln::Tensor* p : net.params()) velocity.push_back(kiln::Tensor::zeros(p->shape()));
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
-    kiln::Batcher batcher(train, batch, /*shuffle=*/true, seed + epoch);
+    kiln::Batcher batcher(train, batch, seed);
+    batcher.start_epoch(epoch);
     double loss_sum = 0;
     int64_t steps = 0;
-    for (kiln::Batch b; batcher.next(b);) {
-      kiln::Tensor loss = kiln::softmax_cross_entropy(net.logits(b.x), b.y);
+    while (batcher.next()) {
+      const kiln::Batch& b = batcher.batch();
+      kiln::Tensor loss = kiln::softmax_cross_entropy(net.logits(b.x), b.y_onehot);
       loss.backward();
       kiln::NoGradGuard no_grad;
       auto ps = net.params();
@@ -138,8 +150,10 @@ int cmd_demo(int argc, char** argv) {
 
   kiln::NoGradGuard no_grad;
   int64_t correct = 0;
-  kiln::Batcher eval(test, 1000, /*shuffle=*/false, 0);
-  for (kiln::Batch b; eval.next(b);) {
+  kiln::Batcher eval(test, 1000, 0, /*shuffle=*/false);
+  eval.start_epoch(0);
+  while (eval.next()) {
+    const kiln::Batch& b = eval.batch();
     const kiln::Tensor z = net.logits(b.x);
     for (int64_t i = 0; i < z.size(0); ++i) {
       const float* row = z.data() + i * 10;
@@ -150,6 +164,71 @@ int cmd_demo(int argc, char** argv) {
   std::printf("test accuracy %.2f %% (%lld / %lld), training took %.1f s\n",
               100.0 * correct / test.size(), static_cast<long long>(correct),
               static_cast<long long>(test.size()), seconds);
+  return 0;
+}
+
+int cmd_summary(int argc, char** argv) {
+  kiln::cli::Args args("kiln summary", "Prints the layer table of one of the lab's models.");
+  args.positional("model", "task1, task2 or task3");
+  args.option("input", "HxWxC", "input size for task3 (32x32x3 or 96x96x3)", "32x32x3");
+  args.parse(argc, argv, 2);
+  const std::string which = args.get("model");
+  if (which == "task1") {
+    std::cout << kiln::summary(*kiln::task1_model(), {28, 28, 1}, "task1");
+  } else if (which == "task2") {
+    std::cout << kiln::summary(*kiln::task2_model(), {28, 28, 1}, "task2");
+  } else if (which == "task3") {
+    int h = 0, w = 0, c = 0;
+    if (std::sscanf(args.get("input").c_str(), "%dx%dx%d", &h, &w, &c) != 3 || h < 8 || w < 8 || c < 1) {
+      std::cerr << "kiln summary: --input expects HxWxC with H, W >= 8, got '" << args.get("input") << "'\n";
+      return 2;
+    }
+    std::cout << kiln::summary(*kiln::task3_model(h, w, c), {h, w, c}, "task3");
+  } else {
+    std::cerr << "kiln summary: unknown model '" << which << "' (known: task1, task2, task3)\n";
+    return 2;
+  }
+  return 0;
+}
+
+int cmd_augment_grid(int argc, char** argv) {
+  kiln::cli::Args args("kiln augment-grid",
+                       "Writes a PNG grid: each row one image from the dataset, first column the "
+                       "original, then augmented copies drawn with the lab's recipe for that "
+                       "task, so a person can check rotation, translation, brightness and flips.");
+  args.option("dataset", "NAME", "mnist or pcam", "mnist");
+  args.option("data-dir", "DIR", "directory with the data (MNIST IDX files or PCam HDF5 files)",
+              "data/mnist");
+  args.option("recipe", "TASK", "augmentation recipe: task2 or task3", "task2");
+  args.option("images", "N", "rows (images from the start of the training split)", "8");
+  args.option("copies", "N", "augmented copies per image", "7");
+  args.option("scale", "N", "pixel enlargement", "3");
+  args.option("seed", "N", "seed of the augmentation draws", "1");
+  args.option("out", "PNG", "output file", "augmentation.png");
+  args.parse(argc, argv, 2);
+  const std::string dataset = args.get("dataset");
+  kiln::ImageSet raw;
+  if (dataset == "mnist") raw = kiln::load_mnist(args.get("data-dir"), "train");
+  else if (dataset == "pcam") raw = kiln::load_pcam(args.get("data-dir"), "train");
+  else {
+    std::cerr << "kiln augment-grid: unknown dataset '" << dataset << "' (known: mnist, pcam)\n";
+    return 2;
+  }
+  const int64_t n = std::min<int64_t>(args.get_int("images"), raw.n);
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) rows[i] = i;
+  const kiln::Tensor x = kiln::scale_pixels(raw, rows);
+  const std::string recipe = args.get("recipe");
+  if (recipe != "task2" && recipe != "task3") {
+    std::cerr << "kiln augment-grid: unknown recipe '" << recipe << "' (known: task2, task3)\n";
+    return 2;
+  }
+  const kiln::Augmentation aug = recipe == "task2" ? kiln::task2_augmentation() : kiln::task3_augmentation();
+  kiln::write_augmentation_grid(x, aug, static_cast<int>(args.get_int("copies")),
+                                static_cast<uint64_t>(args.get_int("seed")), {-1.0f, 1.0f},
+                                args.get("out"), static_cast<int>(args.get_int("scale")));
+  std::cout << "wrote " << args.get("out") << " (" << n << " images x " << args.get_int("copies")
+            << " augmented copies, recipe " << recipe << ":\n" << aug.describe() << ")\n";
   return 0;
 }
 
@@ -165,6 +244,8 @@ int main(int argc, char** argv) {
     if (cmd == "info") return cmd_info(argc, argv);
     if (cmd == "data") return cmd_data(argc, argv);
     if (cmd == "demo") return cmd_demo(argc, argv);
+    if (cmd == "summary") return cmd_summary(argc, argv);
+    if (cmd == "augment-grid") return cmd_augment_grid(argc, argv);
   } catch (const std::exception& e) {
     std::cerr << "kiln " << cmd << ": error: " << e.what() << "\n";
     return 1;
