@@ -24,6 +24,12 @@ std::vector<float> random_floats(int64_t n, uint64_t seed) {
 }
 
 Conv2dShape task2_conv2() { return Conv2dShape::make(16, 28, 28, 64, 3, 3, 64, 1, true); }
+// The same layer on as many images as the conv puts in one sgemm (one chunk of rows).
+Conv2dShape task2_conv2_one_chunk() {
+  const Conv2dShape s = task2_conv2();
+  return Conv2dShape::make(kiln::conv2d_chunk_rows(s) / (s.Ho * s.Wo), 28, 28, 64, 3, 3, 64, 1,
+                           true);
+}
 
 // Everything one conv layer's forward and backward touch.
 struct ConvBuffers {
@@ -69,6 +75,24 @@ void BM_Conv2dFwdBwd(benchmark::State& state, Conv2dShape s) {
   report(state, 3.0 * s.flops_forward(), s.N);
 }
 
+void BM_Conv2dBackwardInput(benchmark::State& state, Conv2dShape s) {
+  ConvBuffers c(s);
+  for (auto _ : state) {
+    kiln::conv2d_backward_input(c.s, c.dy.data(), c.w.data(), c.dx.data());
+    benchmark::DoNotOptimize(c.dx.data());
+  }
+  report(state, s.flops_forward(), s.N);
+}
+
+void BM_Conv2dBackwardWeight(benchmark::State& state, Conv2dShape s) {
+  ConvBuffers c(s);
+  for (auto _ : state) {
+    kiln::conv2d_backward_weight(c.s, c.x.data(), c.dy.data(), c.dw.data(), c.db.data());
+    benchmark::DoNotOptimize(c.dw.data());
+  }
+  report(state, s.flops_forward(), s.N);
+}
+
 void BM_Conv2dFwdBwdNaive(benchmark::State& state, Conv2dShape s) {
   ConvBuffers c(s);
   for (auto _ : state) {
@@ -81,9 +105,9 @@ void BM_Conv2dFwdBwdNaive(benchmark::State& state, Conv2dShape s) {
   report(state, 3.0 * s.flops_forward(), s.N);
 }
 
-// The three GEMMs of a conv layer, on the whole batch at once (the conv itself splits M
-// into chunks): forward cols[M,K] x W[K,F]; backward-input dy[M,F] x W^T; backward-weight
-// cols^T x dy[M,F].
+// The three GEMMs of a conv layer's im2col form: forward cols[M,K] x W[K,F]; backward-input
+// dy[M,F] x W^T (before col2im); backward-weight cols^T x dy[M,F]. On the whole batch, and on
+// one chunk of rows, the size the conv kernels actually hand to sgemm.
 enum class ConvGemm { kForward, kBackwardInput, kBackwardWeight, kAllThree };
 
 void BM_Sgemm(benchmark::State& state, Conv2dShape s, ConvGemm which) {
@@ -149,6 +173,12 @@ void BM_BatchNormFwdBwd(benchmark::State& state) {
 BENCHMARK_CAPTURE(BM_Conv2dForward, task2_conv2, task2_conv2())
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Conv2dBackwardInput, task2_conv2, task2_conv2())
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Conv2dBackwardWeight, task2_conv2, task2_conv2())
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Conv2dFwdBwd, task2_conv2, task2_conv2())
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
@@ -167,6 +197,14 @@ BENCHMARK_CAPTURE(BM_Sgemm, task2_conv2_backward_weight, task2_conv2(), ConvGemm
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Sgemm, task2_conv2_all_three, task2_conv2(), ConvGemm::kAllThree)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Sgemm, task2_conv2_one_chunk_forward, task2_conv2_one_chunk(),
+                  ConvGemm::kForward)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Sgemm, task2_conv2_one_chunk_all_three, task2_conv2_one_chunk(),
+                  ConvGemm::kAllThree)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MaxPool2dFwdBwd)->UseRealTime()->Unit(benchmark::kMicrosecond);

@@ -217,6 +217,13 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{"n4_28x28_c1_f8_k3_s1_same", 4, 28, 28, 1, 3, 8, 1, true},
         ConvCase{"n2_14x14_c64_f64_k3_s2_same", 2, 14, 14, 64, 3, 64, 2, true},
         ConvCase{"n3_9x9_c64_f64_k3_s1_valid", 3, 9, 9, 64, 3, 64, 1, false},
+        // Stride 1 either side of C = 16, where the input gradient switches from col2im to a
+        // transposed convolution.
+        ConvCase{"n2_8x6_c16_f8_k4_s1_same", 2, 8, 6, 16, 4, 8, 1, true},
+        ConvCase{"n1_7x5_c8_f3_k5_s1_valid", 1, 7, 5, 8, 5, 3, 1, false},
+        ConvCase{"n2_7x5_c16_f8_k5_s1_same", 2, 7, 5, 16, 5, 8, 1, true},
+        ConvCase{"n1_3x3_c16_f8_k5_s1_same", 1, 3, 3, 16, 5, 8, 1, true},
+        ConvCase{"n2_9x7_c32_f1_k3_s1_same", 2, 9, 7, 32, 3, 1, 1, true},
         // Several chunks of whole images, then chunks that split an image.
         ConvCase{"chunked_n4_32x32_c64_f8_k3_s1_same", 4, 32, 32, 64, 3, 8, 1, true},
         ConvCase{"chunked_n2_70x66_c64_f4_k3_s1_same", 2, 70, 66, 64, 3, 4, 1, true},

@@ -4,7 +4,9 @@
 // (ky,kx,c)) times the kernel viewed as [KH*KW*C, F] is exactly the NHWC output [N*Ho*Wo, F],
 // so no transposes are needed anywhere. The batch is cut into chunks of rows only so that the
 // column buffer stays in the last-level cache between im2col and sgemm; each chunk is still
-// thousands of rows, so the sgemm stays large.
+// thousands of rows, so the sgemm stays large. The input gradient of a stride-1 conv runs
+// as a forward conv of dy with the rotated kernel (see backward_input_as_convolution);
+// strided convs use the sgemm + col2im form.
 //
 // Threading: im2col/col2im/bias loops are OpenMP loops; cblas_sgemm is always called outside
 // any parallel region because the OpenMP build of OpenBLAS runs on the same thread pool.
@@ -95,6 +97,53 @@ void add_column_sums(int64_t rows, int64_t F, const float* dy, float* db) {
     double sum = 0.0;
     for (int t = 0; t < max_threads; ++t) sum += partial[static_cast<size_t>(t) * F + f];
     db[f] += static_cast<float>(sum);
+  }
+}
+
+// Below this many input channels the transposed-convolution form of the input gradient is a
+// GEMM with only C output columns, which OpenBLAS runs far below peak; measured on 16x28x28
+// inputs with 32 filters, col2im wins up to C = 8 and loses from C = 16 up.
+constexpr int64_t kMinChannelsForTransposedConv = 16;
+
+// For stride 1 the input gradient is itself a convolution: dy correlated with the kernel
+// rotated by 180 degrees, C and F swapped, and "full" padding (KH-1-pad before). Run that way
+// it is im2col + an sgemm with the long inner dimension KH*KW*F that accumulates straight
+// into dx, instead of a thin sgemm (inner dimension F) writing a KH*KW-times larger buffer
+// that col2im then has to scatter.
+void backward_input_as_convolution(const Conv2dShape& s, const float* dy, const float* w,
+                                   float* dx) {
+  assert(s.stride_h == 1 && s.stride_w == 1);
+  Conv2dShape t = s;
+  t.H = s.Ho;
+  t.W = s.Wo;
+  t.C = s.F;
+  t.F = s.C;
+  t.pad_top = s.KH - 1 - s.pad_top;
+  t.pad_left = s.KW - 1 - s.pad_left;
+  t.Ho = s.H;
+  t.Wo = s.W;
+  assert(t.pad_top >= 0 && t.pad_left >= 0);
+  const int64_t C = s.C, F = s.F;
+  // rotated[ky, kx, f, c] = w[KH-1-ky, KW-1-kx, c, f]
+  Workspace rotated(s.KH * s.KW * C * F);
+  float* wr = rotated.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t tap = 0; tap < s.KH * s.KW; ++tap) {
+    const float* src = w + (s.KH * s.KW - 1 - tap) * C * F;
+    float* dst = wr + tap * F * C;
+    for (int64_t f = 0; f < F; ++f)
+      for (int64_t c = 0; c < C; ++c) dst[f * C + c] = src[c * F + f];
+  }
+  const int64_t M = t.rows();
+  const int64_t K = t.cols();
+  const int64_t chunk = conv2d_chunk_rows(t);
+  Workspace cols(chunk * K);
+  for (int64_t r0 = 0; r0 < M; r0 += chunk) {
+    const int64_t rows = std::min(chunk, M - r0);
+    im2col(t, dy, r0, r0 + rows, cols.data());
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blas_int(rows), blas_int(C),
+                blas_int(K), 1.0f, cols.data(), blas_int(K), wr, blas_int(C), 1.0f, dx + r0 * C,
+                blas_int(C));
   }
 }
 
@@ -251,6 +300,10 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w
   if (is_pointwise(s)) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blas_int(M), blas_int(K), blas_int(F),
                 1.0f, dy, blas_int(F), w, blas_int(F), 1.0f, dx, blas_int(K));
+    return;
+  }
+  if (s.stride_h == 1 && s.stride_w == 1 && s.C >= kMinChannelsForTransposedConv) {
+    backward_input_as_convolution(s, dy, w, dx);
     return;
   }
   const int64_t chunk = conv2d_chunk_rows(s);
