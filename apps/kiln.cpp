@@ -2,12 +2,17 @@
 //   kiln info                     build, BLAS and thread facts
 //   kiln data mnist [--dir DIR]   put MNIST into DIR (default data/mnist), verified
 //   kiln demo [--data-dir DIR]    train the lab's Task 1 CNN briefly with plain ops
-//   kiln summary task1|task2|task3  print a lab model's layer table
+//   kiln summary task1|task2|task3|MODEL  print a lab model's (or a model file's) layer table
+//   kiln evaluate MODEL --dataset mnist-test  accuracy and loss of a Keras or kiln model file
+//   kiln convert IN OUT [--to keras|kiln]  rewrite a model file as a Keras or kiln file
 //   kiln augment-grid ...         write a PNG grid of augmented samples
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <string>
 
@@ -23,6 +28,10 @@
 #include "layers/lab_models.h"
 #include "data/idx.h"
 #include "data/mnist_fetch.h"
+#include "layers/keras_export.h"
+#include "layers/model_file.h"
+#include "optim/fit.h"
+#include "optim/metrics.h"
 
 namespace {
 
@@ -32,7 +41,10 @@ const char* kUsage =
     "  info           show the build, BLAS kernel and thread count\n"
     "  data mnist     put MNIST into a data directory (verified by SHA-256)\n"
     "  demo           train the lab's Task 1 CNN for a short while with kiln's ops\n"
-    "  summary        print a lab model's layers, output shapes and parameter counts\n"
+    "  summary        print the layers, output shapes and parameter counts of a lab model\n"
+    "                 or of a model file (Keras .h5/.keras or kiln)\n"
+    "  evaluate       accuracy and loss of a model file (Keras .h5/.keras or kiln) on MNIST\n"
+    "  convert        rewrite a model file as a Keras legacy .h5 file or a kiln model file\n"
     "  augment-grid   write a PNG grid of augmented samples, to see the augmentation\n\n"
     "Run `kiln <command> --help` for a command's options.\n";
 
@@ -167,12 +179,34 @@ int cmd_demo(int argc, char** argv) {
   return 0;
 }
 
+// "(28, 28, 1)"
+std::string tuple_str(const kiln::Shape& s) {
+  std::string out = "(";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + (s.size() == 1 ? ",)" : ")");
+}
+
+std::string describe_source(const kiln::LoadedModel& m) {
+  if (m.format == "kiln") return "kiln model file";
+  return "Keras " + (m.keras_version.empty() ? std::string("(version not stated)") : m.keras_version) +
+         (m.format == "keras-zip" ? ", .keras zip" : ", legacy HDF5");
+}
+
 int cmd_summary(int argc, char** argv) {
-  kiln::cli::Args args("kiln summary", "Prints the layer table of one of the lab's models.");
-  args.positional("model", "task1, task2 or task3");
+  kiln::cli::Args args("kiln summary",
+                       "Prints the layer table of one of the lab's models, or of a model file "
+                       "(a Keras .h5/.hdf5/.keras file or a kiln model file). For a channels-first "
+                       "Keras model the shapes are kiln's NHWC ones.");
+  args.positional("model", "task1, task2, task3, or the path of a model file");
   args.option("input", "HxWxC", "input size for task3 (32x32x3 or 96x96x3)", "32x32x3");
   args.parse(argc, argv, 2);
   const std::string which = args.get("model");
+  if (which != "task1" && which != "task2" && which != "task3" && std::filesystem::exists(which)) {
+    const kiln::LoadedModel m = kiln::load_model(which);
+    std::cout << which << ": " << describe_source(m) << ", input " << tuple_str(m.input_shape) << "\n";
+    std::cout << kiln::summary(*m.model, m.input_shape, m.name);
+    return 0;
+  }
   if (which == "task1") {
     std::cout << kiln::summary(*kiln::task1_model(), {28, 28, 1}, "task1");
   } else if (which == "task2") {
@@ -185,8 +219,132 @@ int cmd_summary(int argc, char** argv) {
     }
     std::cout << kiln::summary(*kiln::task3_model(h, w, c), {h, w, c}, "task3");
   } else {
-    std::cerr << "kiln summary: unknown model '" << which << "' (known: task1, task2, task3)\n";
+    std::cerr << "kiln summary: unknown model '" << which
+              << "' (known: task1, task2, task3, or the path of an existing model file)\n";
     return 2;
+  }
+  return 0;
+}
+
+// s as a JSON string literal.
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+// "1/255" or "0.5" -> the number.
+double parse_number(const std::string& text, const char* flag) {
+  const auto slash = text.find('/');
+  try {
+    size_t used = 0;
+    if (slash == std::string::npos) {
+      const double v = std::stod(text, &used);
+      if (used == text.size()) return v;
+    } else {
+      const double num = std::stod(text.substr(0, slash), &used);
+      size_t used2 = 0;
+      const double den = std::stod(text.substr(slash + 1), &used2);
+      if (used == slash && used2 == text.size() - slash - 1 && den != 0) return num / den;
+    }
+  } catch (const std::exception&) {
+  }
+  throw std::invalid_argument(std::string("--") + flag + " expects a number such as 0.5 or 1/255, got '" + text + "'");
+}
+
+int cmd_evaluate(int argc, char** argv) {
+  kiln::cli::Args args("kiln evaluate",
+                       "Loads a model file (a Keras .h5/.hdf5/.keras file or a kiln model file), "
+                       "feeds it the MNIST images as scale * pixel + shift in the model's input "
+                       "shape, and prints the accuracy, the loss (when the model ends in softmax) "
+                       "and the number of images.");
+  args.positional("model", "the model file");
+  args.option("dataset", "NAME", "mnist-test (t10k) or mnist-train", "mnist-test");
+  args.option("data-dir", "DIR", "directory with the MNIST IDX files", "data/mnist");
+  args.option("scale", "A", "input = A * pixel + B; pixel is 0..255 (1 for raw pixels)", "1/255");
+  args.option("shift", "B", "input = A * pixel + B", "0");
+  args.option("batch-size", "N", "images per forward pass", "500");
+  args.option("json", "PATH", "also write {accuracy, loss, n, keras_version, ...} to PATH");
+  args.parse(argc, argv, 2);
+  const std::string dataset = args.get("dataset");
+  if (dataset != "mnist-test" && dataset != "mnist-train") {
+    std::cerr << "kiln evaluate: unknown dataset '" << dataset << "' (known: mnist-test, mnist-train)\n";
+    return 2;
+  }
+  const double scale = parse_number(args.get("scale"), "scale");
+  const double shift = parse_number(args.get("shift"), "shift");
+  const std::string path = args.get("model");
+
+  const kiln::LoadedModel m = kiln::load_model(path);
+  const kiln::ImageSet raw = kiln::load_mnist(args.get("data-dir"), dataset == "mnist-test" ? "t10k" : "train");
+  const int64_t per_image = raw.row_size();
+  if (kiln::shape_numel(m.input_shape) != per_image) {
+    std::cerr << "kiln evaluate: " << path << " takes inputs of shape " << tuple_str(m.input_shape)
+              << " but MNIST images have " << per_image << " pixels (28x28x1)\n";
+    return 2;
+  }
+  // The images in the model's input shape: with one channel, (28,28,1), (1,28,28), (28,28)
+  // and (784,) all hold the pixels in the same order.
+  kiln::Shape shape = {raw.n};
+  shape.insert(shape.end(), m.input_shape.begin(), m.input_shape.end());
+  kiln::Tensor x = kiln::Tensor::empty(shape);
+  float* px = x.data();
+  for (size_t i = 0; i < raw.pixels.size(); ++i) px[i] = static_cast<float>(scale * raw.pixels[i] + shift);
+
+  const kiln::Tensor out = kiln::predict(*m.model, x, args.get_int("batch-size"));
+  if (out.dim() != 2 || out.size(1) < 10) {
+    std::cerr << "kiln evaluate: " << path << " outputs " << kiln::shape_str(out.shape())
+              << " per batch; MNIST needs [N, 10] class scores\n";
+    return 2;
+  }
+  const int64_t K = out.size(1);
+  int64_t correct = 0;
+  for (int64_t i = 0; i < raw.n; ++i) {
+    const float* row = out.data() + i * K;
+    correct += std::max_element(row, row + K) - row == raw.labels[static_cast<size_t>(i)];
+  }
+  const bool has_loss = m.model->ends_in_softmax();
+  const double loss = has_loss ? kiln::categorical_cross_entropy(out, kiln::one_hot(raw.labels, K)) : 0.0;
+  const double accuracy = static_cast<double>(correct) / static_cast<double>(raw.n);
+
+  std::printf("%s: %s, input %s\n", path.c_str(), describe_source(m).c_str(), tuple_str(m.input_shape).c_str());
+  std::printf("%s: %lld images fed as %.9g * pixel + %.9g\n", dataset.c_str(), static_cast<long long>(raw.n),
+              scale, shift);
+  std::printf("accuracy %.2f %% (%lld / %lld correct)\n", 100.0 * accuracy, static_cast<long long>(correct),
+              static_cast<long long>(raw.n));
+  if (has_loss) std::printf("loss %.6f (categorical cross-entropy)\n", loss);
+  else std::printf("loss not reported: the model does not end in softmax\n");
+
+  if (args.has("json") && !args.get("json").empty()) {
+    char number[64];
+    auto num = [&](double v) {
+      std::snprintf(number, sizeof number, "%.17g", v);
+      return std::string(number);
+    };
+    const std::string out_path = args.get("json"), tmp = out_path + ".tmp";
+    {
+      std::ofstream f(tmp);
+      f << "{\n  \"model\": " << json_string(path) << ",\n  \"format\": " << json_string(m.format)
+        << ",\n  \"keras_version\": " << (m.keras_version.empty() ? "null" : json_string(m.keras_version))
+        << ",\n  \"dataset\": " << json_string(dataset) << ",\n  \"scale\": " << num(scale)
+        << ",\n  \"shift\": " << num(shift) << ",\n  \"n\": " << raw.n << ",\n  \"correct\": " << correct
+        << ",\n  \"accuracy\": " << num(accuracy) << ",\n  \"loss\": " << (has_loss ? num(loss) : "null")
+        << "\n}\n";
+      if (!f) throw std::runtime_error(out_path + ": cannot write");
+    }
+    std::filesystem::rename(tmp, out_path);
+    std::printf("wrote %s\n", out_path.c_str());
   }
   return 0;
 }
@@ -234,6 +392,34 @@ int cmd_augment_grid(int argc, char** argv) {
 
 }  // namespace
 
+int cmd_convert(int argc, char** argv) {
+  kiln::cli::Args args("kiln convert",
+                       "Reads a model file (a Keras .h5/.hdf5/.keras file or a kiln model file) and "
+                       "writes it again, architecture and weights, as a Keras legacy HDF5 model file "
+                       "(the layout of model.save('m.h5'), which Keras and h5py read) or as a kiln "
+                       "model file. OUT is written under a temporary name and renamed, so a failure "
+                       "leaves no partial file and an existing OUT untouched.");
+  args.positional("in", "the model file to read");
+  args.positional("out", "the file to write");
+  args.option("to", "FORMAT", "keras (legacy HDF5 layout) or kiln", "keras");
+  args.parse(argc, argv, 2);
+  const std::string to = args.get("to"), in = args.get("in"), out = args.get("out");
+  if (to != "keras" && to != "kiln") {
+    std::cerr << "kiln convert: unknown --to '" << to << "' (known: keras, kiln)\n";
+    return 2;
+  }
+  if (std::filesystem::exists(out) && std::filesystem::equivalent(in, out)) {
+    std::cerr << "kiln convert: " << out << " is the input file; write to another path\n";
+    return 2;
+  }
+  const kiln::LoadedModel m = kiln::load_model(in);
+  if (to == "keras") kiln::export_keras(out, *m.model, m.input_shape, m.name);
+  else kiln::save_model(out, *m.model, m.input_shape, m.name);
+  std::printf("%s (%s, input %s) -> %s (%s)\n", in.c_str(), describe_source(m).c_str(),
+              tuple_str(m.input_shape).c_str(), out.c_str(), to == "keras" ? "Keras legacy HDF5" : "kiln model file");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << kUsage;
@@ -245,6 +431,8 @@ int main(int argc, char** argv) {
     if (cmd == "data") return cmd_data(argc, argv);
     if (cmd == "demo") return cmd_demo(argc, argv);
     if (cmd == "summary") return cmd_summary(argc, argv);
+    if (cmd == "evaluate") return cmd_evaluate(argc, argv);
+    if (cmd == "convert") return cmd_convert(argc, argv);
     if (cmd == "augment-grid") return cmd_augment_grid(argc, argv);
   } catch (const std::exception& e) {
     std::cerr << "kiln " << cmd << ": error: " << e.what() << "\n";

@@ -91,3 +91,16 @@ Tensor dropout(const Tensor& x, float rate, bool training, uint64_t seed);
 Tensor l2_penalty(const Tensor& w, float lambda);
 
 }  // namespace kiln
+
+// --- pooling and axis order (for imported Keras models) --------------------------------------
+namespace kiln {
+
+// x: [N,H,W,C] -> [N,Ho,Wo,C], the mean of each window (Keras' AveragePooling2D). With "same"
+// padding the padded cells are not counted, as in Keras. Geometry as max_pool2d.
+Tensor avg_pool2d(const Tensor& x, int kernel = 2, int stride = 2, Padding padding = Padding::Valid);
+
+// x: any rank, dims a permutation of its axes -> y with y.shape[k] = x.shape[dims[k]]
+// (numpy.transpose). A copy. [N,C,H,W] with dims {0,2,3,1} -> [N,H,W,C].
+Tensor permute(const Tensor& x, const std::vector<int64_t>& dims);
+
+}  // namespace kiln

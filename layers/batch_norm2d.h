@@ -33,6 +33,7 @@ class BatchNorm2d : public Module {
   Tensor& beta() { return *beta_; }
   Tensor& moving_mean() { return *moving_mean_; }
   Tensor& moving_variance() { return *moving_var_; }
+  const BatchNormOptions& options() const { return o_; }
 
  private:
   BatchNormOptions o_;

@@ -19,6 +19,7 @@ class Dropout : public Module {
   }
   std::string type_name() const override { return "Dropout"; }
   std::string describe() const override { return "rate " + std::to_string(rate_).substr(0, 4); }
+  float rate() const { return rate_; }
 
  private:
   float rate_;

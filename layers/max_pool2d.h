@@ -22,6 +22,7 @@ class MaxPool2D : public Module {
   std::string describe() const override {
     return std::to_string(o_.pool) + "x" + std::to_string(o_.pool);
   }
+  const MaxPool2DOptions& options() const { return o_; }
 
  private:
   MaxPool2DOptions o_;

@@ -400,5 +400,41 @@ std::vector<GradCase> all_cases() {
 INSTANTIATE_TEST_SUITE_P(GradCheck, Ops, ::testing::ValuesIn(all_cases()),
                          [](const ::testing::TestParamInfo<GradCase>& info) { return info.param.name; });
 
+// --- average pooling and axis permutation (the Keras importer's ops) ---------------------------
+
+std::vector<GradCase> avg_pool_and_permute_cases() {
+  std::vector<GradCase> cases;
+  struct Pool {
+    const char* name;
+    Shape x;
+    int kernel, stride;
+    Padding padding;
+  };
+  const Pool pools[] = {
+      {"avg_pool2d_2x2_s2_valid", {2, 4, 6, 3}, 2, 2, Padding::Valid},
+      {"avg_pool2d_2x2_s2_valid_odd", {2, 5, 7, 2}, 2, 2, Padding::Valid},
+      // "same" with padding: border windows average fewer cells.
+      {"avg_pool2d_3x3_s2_same_odd", {2, 5, 7, 2}, 3, 2, Padding::Same},
+      // Overlapping windows: one input feeds several outputs and must collect every share.
+      {"avg_pool2d_3x3_s1_same_overlap", {1, 5, 5, 2}, 3, 1, Padding::Same},
+  };
+  for (const Pool& pl : pools) {
+    // Average pooling is linear, so the central difference is exact up to rounding.
+    cases.push_back({pl.name, {pl.x}, [k = pl.kernel, s = pl.stride, p = pl.padding](const std::vector<Tensor>& in) {
+                       return avg_pool2d(in[0], k, s, p);
+                     }});
+  }
+  cases.push_back({"permute_nchw_to_nhwc", {{2, 3, 4, 5}},
+                   [](const auto& in) { return permute(in[0], {0, 2, 3, 1}); }});
+  cases.push_back({"permute_rank3_reverse", {{2, 3, 4}}, [](const auto& in) { return permute(in[0], {2, 1, 0}); }});
+  // A permuted tensor used twice: both paths add into the same input gradient.
+  cases.push_back({"permute_reused", {{2, 3, 4}},
+                   [](const auto& in) { return permute(in[0], {0, 2, 1}) * permute(in[0], {0, 2, 1}); }});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(GradCheckPoolPermute, Ops, ::testing::ValuesIn(avg_pool_and_permute_cases()),
+                         [](const ::testing::TestParamInfo<GradCase>& info) { return info.param.name; });
+
 }  // namespace
 }  // namespace kiln

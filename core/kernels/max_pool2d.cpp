@@ -16,15 +16,6 @@ std::string shape4(int64_t a, int64_t b, int64_t c, int64_t d) {
          std::to_string(d) + "]";
 }
 
-// The window of output o, clipped to the input: padded cells are never candidates.
-struct Window {
-  int64_t begin, end;
-};
-Window clipped_window(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t in) {
-  const int64_t start = o * stride - pad;
-  return {std::max<int64_t>(start, 0), std::min(start + k, in)};
-}
-
 }  // namespace
 
 Pool2dShape Pool2dShape::make(int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
@@ -70,9 +61,9 @@ void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int32_t*
   for (int64_t row = 0; row < s.N * s.Ho; ++row) {
     const int64_t n = row / s.Ho;
     const int64_t oy = row % s.Ho;
-    const Window wy = clipped_window(oy, s.stride, s.pad_top, s.K, s.H);
+    const PoolWindow wy = pool_window(oy, s.stride, s.pad_top, s.K, s.H);
     for (int64_t ox = 0; ox < s.Wo; ++ox) {
-      const Window wx = clipped_window(ox, s.stride, s.pad_left, s.K, s.W);
+      const PoolWindow wx = pool_window(ox, s.stride, s.pad_left, s.K, s.W);
       float* best = y + (row * s.Wo + ox) * C;
       int32_t* best_at = argmax + (row * s.Wo + ox) * C;
       // Seed with the window's first cell, then take only strictly larger values, in row-major

@@ -15,6 +15,16 @@ struct Pool2dShape {
                           bool same_padding);
 };
 
+// The input range [begin, end) that the window of output o covers along one axis, clipped
+// to the input: padded cells are never candidates (max) and never counted (average).
+struct PoolWindow {
+  int64_t begin, end;
+};
+inline PoolWindow pool_window(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t in) {
+  const int64_t start = o * stride - pad;
+  return {start > 0 ? start : 0, start + k < in ? start + k : in};
+}
+
 // y overwritten; argmax[i] = flat index into x of the winner of output i (first max wins).
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax);
 // dx[argmax[i]] += dy[i]
