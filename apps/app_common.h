@@ -1,0 +1,163 @@
+// What the three task apps (task1, task2, task3) share: the common flags, the output directory,
+// files that land whole (temporary name, then rename), results.json pieces, the kiln weights
+// file, and the tables printed on stdout.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/cli.h"
+#include "data/dataset.h"
+#include "layers/module.h"
+#include "optim/fit.h"
+
+namespace kiln::app {
+
+// A caller mistake on the command line (a flag out of range, a missing data directory): the
+// app prints it and exits with status 2, like the flag parser does for unknown flags.
+class UsageError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// Per-app defaults of the common flags; quick_* replace them under --quick unless the flag
+// is given explicitly.
+struct CommonDefaults {
+  std::string data_dir, out_dir;
+  int64_t epochs = 1, batch_size = 32, runs = 1;
+  int64_t quick_epochs = 1, quick_runs = 1;
+};
+
+// The common flags after parsing, with --quick's replacements applied.
+struct CommonFlags {
+  std::string data_dir, out_dir;
+  uint64_t seed = 1;
+  int threads = 0;  // as asked; 0 = all cores
+  int64_t epochs = 0, batch_size = 0, runs = 0;
+  bool quick = false;
+};
+
+// Declares --data-dir --out --seed --threads --epochs --batch-size --runs --quick.
+void add_common_flags(cli::Args& args, const CommonDefaults& defaults);
+// Reads them back; throws UsageError naming the flag for a value out of range.
+CommonFlags read_common_flags(const cli::Args& args, const CommonDefaults& defaults);
+// An optional integer flag declared without a default: its value, or `fallback` when absent.
+// Throws UsageError naming the flag when the value is below `min`.
+int64_t int_flag(const cli::Args& args, const std::string& name, int64_t fallback, int64_t min);
+
+// Sets kiln's (and OpenBLAS's) thread count when `requested` > 0; returns the count in use.
+int apply_threads(int requested);
+
+// Runs an app's body, turning exceptions into a one-line message on stderr that starts with
+// the program name: UsageError exits 2, any other error 1. Never lets an exception escape.
+int run_main(const std::string& program, const std::function<int()>& body);
+
+// Checks that `dir` is an existing directory; throws UsageError naming `flag` and dir and
+// saying what it should hold.
+void require_data_dir(const std::string& flag, const std::string& dir, const std::string& holds);
+// Creates dir (and parents) for the outputs; throws std::runtime_error naming it on failure.
+void make_output_dir(const std::string& dir);
+
+// Writes `text` to path through a temporary file in the same directory and a rename, so a
+// crash or a full disk never leaves a half-written file under the final name.
+void write_text_file(const std::string& path, const std::string& text);
+// The same for a JSON document, pretty-printed with 2-space indentation.
+void write_json_file(const std::string& path, const nlohmann::json& doc);
+
+// The kiln weights file: one float32 dataset per named parameter and buffer of `model`, named
+// by its dotted name ("conv2d.kernel"), with file attributes format = "kiln-weights" and
+// version = kWeightsVersion. Written through a temporary file and a rename.
+inline constexpr const char* kWeightsFormat = "kiln-weights";
+inline constexpr int kWeightsVersion = 1;
+void write_weights_file(const std::string& path, const Module& model);
+
+// The model's regularisation penalty (the sum of its L2 terms) for the current weights; 0 when
+// it has none. Keras reports a model's loss with this penalty included, in evaluate() as in
+// training, while kiln's evaluate() gives the cross-entropy alone: the apps add it where they
+// print figures to compare with the report's.
+double regularization_penalty(const Module& model);
+
+// {"loss": cross-entropy + penalty, "accuracy": ...[, "auc": ...]}, plus "cross_entropy" and
+// "l2_penalty" when penalty != 0; accuracy as a fraction. A NaN AUC (one class absent) becomes
+// null, since JSON has no NaN.
+nlohmann::json figures_json(const Evaluation& e, bool with_auc, double penalty = 0.0);
+// kiln_version, threads, BLAS: the facts results.json records about the run's environment.
+nlohmann::json environment_json();
+
+// The first n rows of a dataset (views; n >= size keeps all of it).
+Dataset first_rows(const Dataset& data, int64_t n);
+
+// Validation for --bn-recalibrate: before each evaluation the batch-norm moving statistics are
+// re-estimated on clean training images (layers/bn_recalibrate.h). fit() validates inside its
+// loop with whatever statistics the model holds, so this runs from FitOptions::on_epoch_begin
+// instead (fit gets no validation set): the hook at the start of epoch e (0-based) validates the
+// weights left by the e epochs before it, and finish() handles the last epoch. Prints one line
+// per validation.
+class RecalibratedValidation {
+ public:
+  struct Options {
+    int64_t validation_freq = 1;
+    int64_t batches = 50;      // recalibration batches
+    int64_t batch_size = 32;
+    uint64_t seed = 0;
+    bool auc = false;
+  };
+  // model, train (clean images for the statistics) and valid must outlive this object.
+  RecalibratedValidation(Module& model, const Dataset& train, const Dataset& valid, Options options);
+  // From on_epoch_begin(epoch, ...): validates when `epoch` finished epochs are due.
+  void before_epoch(int64_t epoch);
+  // After fit: validates the last epoch when due, leaves the statistics re-estimated for the
+  // weights fit ended with (for the final evaluations), and writes the validation figures into
+  // history's epochs.
+  void finish(History& history);
+
+ private:
+  void validate(int64_t epoch);
+  void recalibrate(uint64_t salt);
+
+  Module& model_;
+  const Dataset& train_;
+  const Dataset& valid_;
+  Options o_;
+  std::map<int64_t, Evaluation> results_;  // finished epochs -> validation figures
+  bool fresh_ = false;                     // statistics re-estimated since the last training step
+};
+
+// Seconds since construction, by the steady clock.
+class Stopwatch {
+ public:
+  Stopwatch() : start_(std::chrono::steady_clock::now()) {}
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+};
+
+// --- printed figures ------------------------------------------------------------------------
+std::string fixed(double value, int decimals);           // "0.0603"; NaN -> "n/a"
+std::string percent(double fraction, int decimals = 2);  // 0.9811 -> "98.11 %"
+std::string grouped(int64_t value);                      // 4266 -> "4,266"
+
+// A plain-text table: a header row, then rows; the first column left-aligned, the rest
+// right-aligned, columns two spaces apart, a rule under the header.
+class TextTable {
+ public:
+  explicit TextTable(std::vector<std::string> header) : header_(std::move(header)) {}
+  TextTable& row(std::vector<std::string> cells);
+  std::string str() const;
+
+ private:
+  std::vector<std::string> header_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+}  // namespace kiln::app
