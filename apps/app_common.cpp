@@ -3,6 +3,7 @@
 #include <H5Cpp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -57,6 +58,59 @@ void add_common_flags(cli::Args& args, const CommonDefaults& d) {
                   std::to_string(d.quick_runs) + ")");
   args.flag("quick", "a reduced run that finishes in about a minute (demos, smoke tests); "
                      "explicit --epochs/--runs still win");
+  args.option("checkpoint-dir", "DIR",
+              "save each run's training state (weights, optimizer, random streams, history) in DIR, "
+              "atomically, so a killed run can go on with --resume DIR");
+  args.option("checkpoint-every", "N", "with --checkpoint-dir: also checkpoint every N epochs (default: "
+                                       "only at the end of each run)");
+  args.option("resume", "DIR",
+              "continue the run checkpointed in DIR with the arguments it was started with; the result "
+              "is bit-identical to an uninterrupted run on the same thread count");
+}
+
+std::string CommonFlags::checkpoint_path(int64_t run) const {
+  return checkpoint_dir.empty() ? "" : checkpoint_dir + "/run" + std::to_string(run) + ".ckpt.h5";
+}
+
+CommandLine::CommandLine(const std::string& program, int argc, char** argv) {
+  std::vector<std::string> given(argv, argv + argc);
+  std::string resume_dir, checkpoint_dir;
+  for (size_t i = 1; i + 1 < given.size(); ++i) {
+    if (given[i] == "--resume") resume_dir = given[i + 1];
+    if (given[i] == "--checkpoint-dir") checkpoint_dir = given[i + 1];
+  }
+  const std::string stored = (resume_dir.empty() ? checkpoint_dir : resume_dir) + "/args.json";
+  if (!resume_dir.empty()) {
+    if (given.size() != 3)
+      throw UsageError("--resume DIR takes no other flags: the run goes on with the arguments stored in " + stored);
+    std::ifstream f(stored);
+    if (!f) throw UsageError("--resume " + resume_dir + ": no " + stored + " (was the run started with --checkpoint-dir " +
+                             resume_dir + "?)");
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(f);
+      if (j.at("app").get<std::string>() != program)
+        throw UsageError("--resume " + resume_dir + ": the checkpoints there are " + j.at("app").get<std::string>() +
+                         "'s, not " + program + "'s");
+      args_ = j.at("args").get<std::vector<std::string>>();
+    } catch (const nlohmann::json::exception& e) {
+      throw UsageError(stored + " is malformed: " + e.what());
+    }
+    args_.insert(args_.begin(), given[0]);
+    args_.push_back("--resume");
+    args_.push_back(resume_dir);
+  } else {
+    args_ = given;
+    if (!checkpoint_dir.empty() && std::find(given.begin(), given.end(), "--help") == given.end()) {
+      std::error_code ec;
+      if (std::filesystem::exists(stored, ec))
+        throw UsageError("--checkpoint-dir " + checkpoint_dir + " already holds a run (" + stored +
+                         "); continue it with --resume " + checkpoint_dir + ", or choose another directory");
+      make_output_dir(checkpoint_dir);
+      write_json_file(stored, {{"app", program}, {"args", std::vector<std::string>(given.begin() + 1, given.end())}});
+    }
+  }
+  for (std::string& a : args_) pointers_.push_back(a.data());
 }
 
 int64_t int_flag(const cli::Args& args, const std::string& name, int64_t fallback, int64_t min) {
@@ -80,6 +134,11 @@ CommonFlags read_common_flags(const cli::Args& args, const CommonDefaults& d) {
   f.epochs = int_flag(args, "epochs", f.quick ? d.quick_epochs : d.epochs, 1);
   f.batch_size = int_flag(args, "batch-size", d.batch_size, 1);
   f.runs = int_flag(args, "runs", f.quick ? d.quick_runs : d.runs, 1);
+  f.resume = args.has("resume") && !args.get("resume").empty();
+  f.checkpoint_dir = f.resume ? args.get("resume") : (args.has("checkpoint-dir") ? args.get("checkpoint-dir") : "");
+  f.checkpoint_every = int_flag(args, "checkpoint-every", 0, 1);
+  if (args.has("checkpoint-every") && f.checkpoint_dir.empty())
+    throw UsageError("--checkpoint-every needs --checkpoint-dir DIR");
   return f;
 }
 
@@ -210,37 +269,16 @@ void RecalibratedValidation::recalibrate(uint64_t salt) {
       recalibrate_batch_norm(model_, train_, o_.batches, o_.batch_size, mix64(o_.seed ^ salt));
   std::printf("  batch norm recalibrated: %lld layers, %lld clean training images\n",
               static_cast<long long>(rc.layers), static_cast<long long>(rc.images));
-  fresh_ = true;
-}
-
-void RecalibratedValidation::validate(int64_t epoch) {
-  recalibrate(static_cast<uint64_t>(epoch));
-  const Evaluation v = evaluate(model_, valid_, 256, o_.auc);
-  results_[epoch] = v;
-  std::printf("  validation after epoch %lld: val_loss %.4f  val_accuracy %.4f", static_cast<long long>(epoch),
-              v.loss, v.accuracy);
-  if (o_.auc) std::printf("  val_auc %.4f", v.auc);
-  std::printf("\n");
   std::fflush(stdout);
 }
 
-void RecalibratedValidation::before_epoch(int64_t epoch) {
-  if (epoch > 0 && epoch % o_.validation_freq == 0) validate(epoch);
-  fresh_ = false;  // the epoch about to run moves the weights
+Evaluation RecalibratedValidation::validate(int64_t epoch) {
+  recalibrate(static_cast<uint64_t>(epoch));
+  return evaluate(model_, valid_, 256, o_.auc);
 }
 
-void RecalibratedValidation::finish(History& history) {
-  const int64_t last = history.epochs.empty() ? 0 : history.epochs.back().epoch;
-  if (last > 0 && last % o_.validation_freq == 0) validate(last);
-  if (!fresh_) recalibrate(0xf1a1ULL);
-  for (EpochLog& e : history.epochs) {
-    const auto it = results_.find(e.epoch);
-    if (it == results_.end()) continue;
-    e.validated = true;
-    e.val_loss = it->second.loss;
-    e.val_accuracy = it->second.accuracy;
-    e.val_auc = it->second.auc;
-  }
+void RecalibratedValidation::finish(const History& history) {
+  if (history.epochs.empty() || !history.epochs.back().validated) recalibrate(0xf1a1ULL);
 }
 
 std::string fixed(double value, int decimals) {

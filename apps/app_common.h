@@ -42,9 +42,32 @@ struct CommonFlags {
   int threads = 0;  // as asked; 0 = all cores
   int64_t epochs = 0, batch_size = 0, runs = 0;
   bool quick = false;
+  // Checkpoints: run r's training state goes to checkpoint_dir/run<r>.ckpt.h5 every
+  // checkpoint_every epochs (0: at the end of the run only); resume continues from them.
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = 0;
+  bool resume = false;
+  // checkpoint_dir/run<r>.ckpt.h5 (r 1-based), or "" without checkpoints.
+  std::string checkpoint_path(int64_t run) const;
 };
 
-// Declares --data-dir --out --seed --threads --epochs --batch-size --runs --quick.
+// The command line an app parses. `--resume DIR` (the only flag then) is replaced by the
+// arguments stored in DIR/args.json when the checkpointed run started, followed by
+// `--resume DIR`; a run started with `--checkpoint-dir DIR` stores its arguments there. Throws UsageError when DIR holds no
+// arguments, holds another app's, or a fresh run would overwrite an earlier run's checkpoints.
+class CommandLine {
+ public:
+  CommandLine(const std::string& program, int argc, char** argv);
+  int argc() const { return static_cast<int>(pointers_.size()); }
+  char** argv() { return pointers_.data(); }
+
+ private:
+  std::vector<std::string> args_;
+  std::vector<char*> pointers_;
+};
+
+// Declares --data-dir --out --seed --threads --epochs --batch-size --runs --quick and the
+// checkpoint flags --checkpoint-dir --checkpoint-every --resume.
 void add_common_flags(cli::Args& args, const CommonDefaults& defaults);
 // Reads them back; throws UsageError naming the flag for a value out of range.
 CommonFlags read_common_flags(const cli::Args& args, const CommonDefaults& defaults);
@@ -94,16 +117,13 @@ nlohmann::json environment_json();
 // The first n rows of a dataset (views; n >= size keeps all of it).
 Dataset first_rows(const Dataset& data, int64_t n);
 
-// Validation for --bn-recalibrate: before each evaluation the batch-norm moving statistics are
-// re-estimated on clean training images (layers/bn_recalibrate.h). fit() validates inside its
-// loop with whatever statistics the model holds, so this runs from FitOptions::on_epoch_begin
-// instead (fit gets no validation set): the hook at the start of epoch e (0-based) validates the
-// weights left by the e epochs before it, and finish() handles the last epoch. Prints one line
-// per validation.
+// Validation for --bn-recalibrate, as FitOptions::validate: before each evaluation the
+// batch-norm moving statistics are re-estimated on clean training images with the current
+// weights (layers/bn_recalibrate.h), then the validation set is evaluated. finish() leaves the
+// statistics re-estimated for the weights fit ended with, for the final evaluations.
 class RecalibratedValidation {
  public:
   struct Options {
-    int64_t validation_freq = 1;
     int64_t batches = 50;      // recalibration batches
     int64_t batch_size = 32;
     uint64_t seed = 0;
@@ -111,23 +131,18 @@ class RecalibratedValidation {
   };
   // model, train (clean images for the statistics) and valid must outlive this object.
   RecalibratedValidation(Module& model, const Dataset& train, const Dataset& valid, Options options);
-  // From on_epoch_begin(epoch, ...): validates when `epoch` finished epochs are due.
-  void before_epoch(int64_t epoch);
-  // After fit: validates the last epoch when due, leaves the statistics re-estimated for the
-  // weights fit ended with (for the final evaluations), and writes the validation figures into
-  // history's epochs.
-  void finish(History& history);
+  // After `epoch` (1-based) finished epochs: recalibrate, evaluate on the validation set.
+  Evaluation validate(int64_t epoch);
+  // After fit: recalibrates unless the last epoch's validation just did.
+  void finish(const History& history);
 
  private:
-  void validate(int64_t epoch);
   void recalibrate(uint64_t salt);
 
   Module& model_;
   const Dataset& train_;
   const Dataset& valid_;
   Options o_;
-  std::map<int64_t, Evaluation> results_;  // finished epochs -> validation figures
-  bool fresh_ = false;                     // statistics re-estimated since the last training step
 };
 
 // Seconds since construction, by the steady clock.

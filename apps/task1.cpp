@@ -116,7 +116,10 @@ std::vector<std::string> printed(int64_t params, double train_loss, double train
 const std::vector<std::string> kRowNames = {"Trainable params", "Train loss", "Train accuracy",
                                             "Test loss", "Test accuracy"};
 
-int run(int argc, char** argv) {
+int run(int raw_argc, char** raw_argv) {
+  app::CommandLine command_line(kProgram, raw_argc, raw_argv);
+  const int argc = command_line.argc();
+  char** argv = command_line.argv();
   cli::Args args(kProgram,
                  "The lab's Task 1: trains the 4,266-parameter CNN (conv 4 -> pool -> conv 8 -> pool "
                  "-> dense 10) on MNIST (54,000 train / 6,000 validation / 10,000 test) with Adam, "
@@ -167,7 +170,10 @@ int run(int argc, char** argv) {
     const History history = fit(*model, adam, split.train,
                                 {.epochs = f.epochs, .batch_size = f.batch_size,
                                  .validation = &split.valid, .validation_freq = 1, .seed = seed,
-                                 .on_epoch_begin = {}});
+                                 .on_epoch_begin = {}, .validate = {},
+                                 .checkpoint_path = f.checkpoint_path(r + 1),
+                                 .checkpoint_every = f.checkpoint_every, .checkpoint_note = "",
+                                 .resume = f.resume});
     const Evaluation train_eval = evaluate(*model, split.train);
     const Evaluation test_eval = evaluate(*model, split.test);
 

@@ -55,7 +55,10 @@ std::pair<double, double> mean_std(const std::vector<double>& v) {
   return {mean, std::sqrt(var / static_cast<double>(v.size()))};
 }
 
-int run(int argc, char** argv) {
+int run(int raw_argc, char** raw_argv) {
+  app::CommandLine command_line(kProgram, raw_argc, raw_argv);
+  const int argc = command_line.argc();
+  char** argv = command_line.argv();
   cli::Args args(kProgram,
                  "The lab's Task 2: K runs, each training the regularised CNN (conv_block(2,64) -> "
                  "conv_block(2,128) -> dropout -> conv_block(2,128) -> dropout -> dense 512 -> "
@@ -155,12 +158,12 @@ int run(int argc, char** argv) {
     if (r == 0) std::cout << summary(*model, {train_raw.h, train_raw.w, train_raw.c}, "task2");
     Adam adam(model->named_parameters());
     app::RecalibratedValidation recal(*model, split.train, valid,
-                                      {.validation_freq = valid_freq, .batches = recal_batches,
-                                       .batch_size = f.batch_size, .seed = seed});
-    FitOptions options{.epochs = f.epochs, .batch_size = f.batch_size,
-                       .validation = recalibrate ? nullptr : &valid, .validation_freq = valid_freq,
-                       .seed = seed, .augmentation = &augmentation, .on_epoch_begin = {}};
-    if (recalibrate) options.on_epoch_begin = [&](int64_t epoch, Optimizer&) { recal.before_epoch(epoch); };
+                                      {.batches = recal_batches, .batch_size = f.batch_size, .seed = seed});
+    FitOptions options{.epochs = f.epochs, .batch_size = f.batch_size, .validation = &valid,
+                       .validation_freq = valid_freq, .seed = seed, .augmentation = &augmentation,
+                       .on_epoch_begin = {}, .validate = {}, .checkpoint_path = f.checkpoint_path(r + 1),
+                       .checkpoint_every = f.checkpoint_every, .checkpoint_note = "", .resume = f.resume};
+    if (recalibrate) options.validate = [&](int64_t epoch) { return recal.validate(epoch); };
     History history = fit(*model, adam, split.train, options);
     if (recalibrate) recal.finish(history);
     const Evaluation train_eval = evaluate(*model, split.train);

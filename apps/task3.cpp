@@ -85,7 +85,10 @@ std::string figures_text(const Evaluation& e) {
   return "loss " + fixed(e.loss, 4) + "  accuracy " + fixed(e.accuracy, 4) + "  auc " + fixed(e.auc, 4);
 }
 
-int run(int argc, char** argv) {
+int run(int raw_argc, char** raw_argv) {
+  app::CommandLine command_line(kProgram, raw_argc, raw_argv);
+  const int argc = command_line.argc();
+  char** argv = command_line.argv();
   cli::Args args(kProgram,
                  "The lab's Task 3: trains the Task 3 CNN (conv_block(2,128) -> conv_block(2,128) "
                  "-> conv_block(2,256) -> dropout -> dense 256 -> dropout -> dense 256 -> dense 2) "
@@ -194,14 +197,13 @@ int run(int argc, char** argv) {
     const float base_lr = adamw.learning_rate();
 
     app::RecalibratedValidation recal(*model, data.train, data.valid,
-                                      {.validation_freq = valid_freq, .batches = recal_batches,
-                                       .batch_size = f.batch_size, .seed = seed, .auc = true});
-    FitOptions options{.epochs = f.epochs, .batch_size = f.batch_size,
-                       .validation = recalibrate ? nullptr : &data.valid, .validation_freq = valid_freq,
-                       .seed = seed, .auc = true, .augmentation = &augmentation,
-                       .on_epoch_begin = {}};
+                                      {.batches = recal_batches, .batch_size = f.batch_size, .seed = seed, .auc = true});
+    FitOptions options{.epochs = f.epochs, .batch_size = f.batch_size, .validation = &data.valid,
+                       .validation_freq = valid_freq, .seed = seed, .auc = true, .augmentation = &augmentation,
+                       .on_epoch_begin = {}, .validate = {}, .checkpoint_path = f.checkpoint_path(r + 1),
+                       .checkpoint_every = f.checkpoint_every, .checkpoint_note = "", .resume = f.resume};
+    if (recalibrate) options.validate = [&](int64_t epoch) { return recal.validate(epoch); };
     options.on_epoch_begin = [&](int64_t epoch, Optimizer& opt) {
-      if (recalibrate) recal.before_epoch(epoch);
       if (schedule == "cosine") {
         const double lr = 0.5 * base_lr * (1.0 + std::cos(std::numbers::pi * static_cast<double>(epoch) /
                                                           static_cast<double>(f.epochs)));

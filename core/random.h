@@ -28,6 +28,13 @@ class Generator {
   // A fresh seed for a sub-stream (per epoch, per layer...).
   uint64_t fork() { return next_u64(); }
   uint64_t seed() const { return seed_; }
+  // Draws made so far. (seed, counter) is the whole state: a checkpoint saves both and
+  // restore() continues the stream exactly where it stopped.
+  uint64_t counter() const { return counter_; }
+  void restore(uint64_t seed, uint64_t counter) {
+    seed_ = seed;
+    counter_ = counter;
+  }
 
  private:
   uint64_t seed_;

@@ -13,6 +13,7 @@ class Dropout : public Module {
   explicit Dropout(float rate, uint64_t seed = 0)
       : rate_(rate), rng_(seed ? seed : next_layer_seed()) {
     check_arg(rate >= 0.0f && rate < 1.0f, "Dropout", "rate " + std::to_string(rate) + " must be in [0, 1)");
+    register_generator("rng", &rng_);
   }
   Tensor forward(const Tensor& x) override {
     return is_training() ? dropout(x, rate_, true, rng_.next_u64()) : x;

@@ -1,5 +1,6 @@
 #include "layers/h5_io.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -239,6 +240,13 @@ void write_atomically(const std::string& path, const std::function<void(H5::H5Fi
       fill(f);
       f.close();
     }
+    // On disk before the rename, so that even a machine crash leaves the old file or the new.
+    const int fd = ::open(tmp.c_str(), O_RDONLY);
+    if (fd < 0 || ::fsync(fd) != 0) {
+      if (fd >= 0) ::close(fd);
+      throw fs::filesystem_error("cannot flush the temporary file to disk", tmp, std::error_code(errno, std::generic_category()));
+    }
+    ::close(fd);
     fs::rename(tmp, path);
   } catch (const H5::Exception& e) {
     std::error_code ignored;

@@ -19,6 +19,18 @@ Tensor* Module::register_buffer(const std::string& name, Tensor value) {
   return &buffers_.back().value;
 }
 
+void Module::register_generator(const std::string& name, Generator* g) {
+  check_arg(g != nullptr, "register_generator", "generator '" + name + "' is null");
+  generators_.emplace_back(name, g);
+}
+
+std::vector<std::pair<std::string, Generator*>> Module::named_generators() {
+  std::vector<std::pair<std::string, Generator*>> out = generators_;
+  for (const auto& [name, child] : children_)
+    for (const auto& [n, g] : child->named_generators()) out.emplace_back(name + "." + n, g);
+  return out;
+}
+
 void Module::add_child(const std::string& name, std::shared_ptr<Module> module) {
   check_arg(module != nullptr, "register_module", "module '" + name + "' is null");
   for (const auto& [n, m] : children_)

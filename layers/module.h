@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/random.h"
 #include "core/tensor.h"
 
 namespace kiln {
@@ -19,7 +20,11 @@ using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 class Module {
  public:
+  Module() = default;
   virtual ~Module() = default;
+  // Not copyable: a module's registry points into its own members.
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
 
   // x -> y. Training-mode behaviour (dropout, batch statistics, augmentation) follows is_training().
   virtual Tensor forward(const Tensor& x) = 0;
@@ -38,6 +43,10 @@ class Module {
   NamedTensors named_buffers() const;     // non-trainable state
   std::vector<Tensor> parameters() const;
   std::vector<std::pair<std::string, Module*>> named_children() const;
+  // Random streams the module draws from while training (dropout masks), recursive and
+  // dotted like the tensors: a checkpoint saves their state so a resumed run draws on exactly
+  // where the interrupted one stopped.
+  std::vector<std::pair<std::string, Generator*>> named_generators();
   int64_t count_trainable() const;
   int64_t count_non_trainable() const;
 
@@ -53,6 +62,8 @@ class Module {
  protected:
   Tensor* register_parameter(const std::string& name, Tensor value);
   Tensor* register_buffer(const std::string& name, Tensor value);
+  // g must live as long as the module (a member of it).
+  void register_generator(const std::string& name, Generator* g);
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
     add_child(name, module);
@@ -69,6 +80,7 @@ class Module {
 
   std::deque<Entry> parameters_;  // deque: pointers to entries stay valid as it grows
   std::deque<Entry> buffers_;
+  std::vector<std::pair<std::string, Generator*>> generators_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };

@@ -11,6 +11,8 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "data/augment.h"
+#include "layers/model_file.h"
+#include "optim/checkpoint.h"
 #include "optim/metrics.h"
 #include "optim/progress.h"
 
@@ -47,8 +49,26 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
   Batcher batcher(train, o.batch_size, o.seed, o.shuffle);
   Generator augment_rng(mix64(o.seed ^ 0xa06a06a06ULL));
   const int64_t steps = batcher.batches_per_epoch();
+  const NamedGenerators fit_generators = {{"fit.augmentation", &augment_rng}};
 
-  for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
+  int64_t first_epoch = 0;
+  if (o.resume && !o.checkpoint_path.empty() && std::filesystem::exists(o.checkpoint_path)) {
+    const Checkpoint c = read_checkpoint(o.checkpoint_path);
+    if (c.epochs_done > o.epochs)
+      throw ModelFileError(o.checkpoint_path, "the checkpoint is after epoch " + std::to_string(c.epochs_done) +
+                                                  " but this run has only " + std::to_string(o.epochs) + " epochs");
+    if (c.history.has_auc != o.auc)
+      throw ModelFileError(o.checkpoint_path, "the checkpoint's history was recorded with a different AUC setting");
+    restore_checkpoint(c, o.checkpoint_path, model, optimizer, fit_generators);
+    history = c.history;
+    first_epoch = c.epochs_done;
+    if (!o.quiet)
+      std::printf("resumed from %s after epoch %lld of %lld\n", o.checkpoint_path.c_str(),
+                  static_cast<long long>(first_epoch), static_cast<long long>(o.epochs));
+  }
+  const bool validates = o.validation != nullptr || static_cast<bool>(o.validate);
+
+  for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
     if (o.on_epoch_begin) o.on_epoch_begin(epoch, optimizer);
     model.train();
     ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(o.epochs), steps,
@@ -92,8 +112,9 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     log.accuracy = static_cast<double>(correct) / seen;
     if (o.auc) log.auc = roc_auc(scores, score_labels);
     std::string text = figures(log.loss, log.accuracy, o.auc, log.auc);
-    if (o.validation && (epoch + 1) % o.validation_freq == 0) {
-      const Evaluation v = evaluate(model, *o.validation, std::max<int64_t>(o.batch_size, 256), o.auc);
+    if (validates && (epoch + 1) % o.validation_freq == 0) {
+      const Evaluation v = o.validate ? o.validate(epoch + 1)
+                                      : evaluate(model, *o.validation, std::max<int64_t>(o.batch_size, 256), o.auc);
       log.validated = true;
       log.val_loss = v.loss;
       log.val_accuracy = v.accuracy;
@@ -103,6 +124,9 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     log.seconds = bar.elapsed_seconds();
     bar.finish(text);
     history.epochs.push_back(log);
+    const bool last = epoch + 1 == o.epochs;
+    if (!o.checkpoint_path.empty() && (last || (o.checkpoint_every > 0 && (epoch + 1) % o.checkpoint_every == 0)))
+      save_checkpoint(o.checkpoint_path, model, optimizer, fit_generators, epoch + 1, history, o.checkpoint_note);
   }
   model.train();
   return history;

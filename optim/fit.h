@@ -19,6 +19,11 @@ namespace kiln {
 
 class Augmentation;
 
+struct Evaluation {
+  double loss = 0, accuracy = 0, auc = 0;
+  int64_t n = 0;
+};
+
 struct FitOptions {
   int64_t epochs = 1;
   int64_t batch_size = 32;
@@ -31,6 +36,20 @@ struct FitOptions {
   const Augmentation* augmentation = nullptr;  // applied to each training batch
   // Called before each epoch (0-based), e.g. for a learning-rate schedule.
   std::function<void(int64_t epoch, Optimizer& optimizer)> on_epoch_begin;
+  // Replaces the default validation (evaluate() on *validation) at validation epochs, e.g. to
+  // re-estimate batch-norm statistics first; gets the 1-based epoch just finished. With it set,
+  // `validation` may be null.
+  std::function<Evaluation(int64_t epoch)> validate;
+  // Checkpoints (optim/checkpoint.h). With checkpoint_path set, fit writes the whole training
+  // state there after every checkpoint_every-th epoch (0: only the last) and after the last
+  // epoch, storing checkpoint_note with it.
+  std::string checkpoint_path;
+  int64_t checkpoint_every = 0;
+  std::string checkpoint_note;
+  // With resume and an existing checkpoint at checkpoint_path: restore it and continue after
+  // its epoch. The result is bit-identical to a run that never stopped (same seed and thread
+  // count). A checkpoint of all epochs returns its history without training.
+  bool resume = false;
 };
 
 struct EpochLog {
@@ -49,10 +68,6 @@ struct History {
   void write_csv(const std::string& path) const;
 };
 
-struct Evaluation {
-  double loss = 0, accuracy = 0, auc = 0;
-  int64_t n = 0;
-};
 
 History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& options);
 // Inference-mode loss (categorical cross-entropy on the softmax output), accuracy and

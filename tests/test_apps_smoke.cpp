@@ -8,10 +8,16 @@
 // defaults: about a minute in all, and ctest may run other tests beside this one, where two
 // OpenMP threads per app would fight over the two cores.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <random>
+#include <thread>
+
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -21,6 +27,8 @@
 #include <nlohmann/json.hpp>
 
 #include "data/png_image.h"
+#include "layers/model_file.h"
+#include "optim/checkpoint.h"
 
 namespace {
 
@@ -292,6 +300,92 @@ TEST_F(AppsSmoke, KilnConvertKeepsEveryPrediction) {
   EXPECT_NE(missing.output.find("/no/such/model.h5"), std::string::npos) << missing.output;
   EXPECT_FALSE(fs::exists(never));
   expect_no_temporaries(dir_);
+}
+
+// history.csv without its last column (seconds: wall time, which no resume can repeat).
+std::vector<std::string> history_without_seconds(const fs::path& path) {
+  std::vector<std::string> rows = read_lines(path);
+  for (std::string& row : rows) row = row.substr(0, row.rfind(','));
+  return rows;
+}
+
+// Kill and resume: task2 (batch norm, dropout, augmentation, two runs) is killed with SIGKILL
+// at random moments and resumed each time with --resume. Every checkpoint on disk after each
+// kill must read back, and the final results must equal an uninterrupted run's exactly.
+TEST_F(AppsSmoke, KilledRunResumesToTheSameResult) {
+  const std::string common = "--quick --threads 1 --runs 2 --epochs 4 --validation-freq 2 --valid-images 200 "
+                             "--test-images 300 --checkpoint-every 1 --data-dir '" + kData + "/mnist'";
+  const fs::path ref = dir_ / "kill_ref", out = dir_ / "kill_out", ckpt = dir_ / "kill_ckpt";
+  const auto start = std::chrono::steady_clock::now();
+  const Result whole = run_app("task2", common + " --out '" + ref.string() + "' --checkpoint-dir '" +
+                                            (dir_ / "kill_ref_ckpt").string() + "'", dir_ / "kill_ref.log");
+  ASSERT_EQ(whole.status, 0) << whole.output;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_real_distribution<double> moment(0.05 * seconds, 0.6 * seconds);
+  int kills = 0, resumes = 0;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const bool resume = fs::exists(ckpt / "args.json");
+    const std::string args = resume ? "--resume '" + ckpt.string() + "'"
+                                    : common + " --out '" + out.string() + "' --checkpoint-dir '" + ckpt.string() + "'";
+    if (!resume) {
+      fs::remove_all(out);
+      fs::remove_all(ckpt);
+    }
+    resumes += resume;
+    const std::string cmd = "exec '" + kApps + "/task2' " + args + " > '" + (dir_ / "kill.log").string() + "' 2>&1";
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(moment(rng)));
+    kills += ::kill(pid, SIGKILL) == 0;
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    if (!fs::exists(ckpt)) continue;
+    for (const auto& e : fs::directory_iterator(ckpt)) {
+      const std::string name = e.path().filename().string();
+      if (name.size() > 8 && name.substr(name.size() - 8) == ".ckpt.h5") {
+        try {
+          kiln::read_checkpoint(e.path().string());
+        } catch (const std::exception& ex) {
+          ADD_FAILURE() << "after kill " << attempt + 1 << ": " << ex.what();
+        }
+      }
+    }
+  }
+  ASSERT_TRUE(fs::exists(ckpt / "args.json")) << "no kill left a resumable run";
+  const Result last = run_app("task2", "--resume '" + ckpt.string() + "'", dir_ / "kill_last.log");
+  ASSERT_EQ(last.status, 0) << last.output;
+  EXPECT_GE(kills, 1);
+  std::cout << "killed " << kills << " times, resumed " << resumes + 1 << " times\n";
+
+  const json a = read_json(ref / "results.json"), b = read_json(out / "results.json");
+  ASSERT_EQ(a["runs"].size(), 2u);
+  ASSERT_EQ(b["runs"].size(), 2u);
+  for (size_t r = 0; r < 2; ++r) {
+    EXPECT_EQ(a["runs"][r]["train"], b["runs"][r]["train"]) << "run " << r + 1;
+    EXPECT_EQ(a["runs"][r]["test"], b["runs"][r]["test"]) << "run " << r + 1;
+    const std::string run_dir = "run" + std::to_string(r + 1);
+    EXPECT_EQ(history_without_seconds(ref / run_dir / "history.csv"), history_without_seconds(out / run_dir / "history.csv"));
+    const kiln::Checkpoint x = kiln::read_checkpoint((dir_ / "kill_ref_ckpt" / (run_dir + ".ckpt.h5")).string());
+    const kiln::Checkpoint y = kiln::read_checkpoint((ckpt / (run_dir + ".ckpt.h5")).string());
+    ASSERT_EQ(x.parameters.size(), y.parameters.size());
+    for (size_t i = 0; i < x.parameters.size(); ++i) {
+      const kiln::Tensor &p = x.parameters[i].second, &q = y.parameters[i].second;
+      ASSERT_EQ(p.shape(), q.shape());
+      EXPECT_EQ(std::memcmp(p.data(), q.data(), sizeof(float) * p.numel()), 0) << x.parameters[i].first;
+    }
+  }
+  EXPECT_EQ(a["test_accuracy_mean"], b["test_accuracy_mean"]);
+  // A fresh start must not overwrite a checkpointed run.
+  const Result again = run_app("task2", common + " --out '" + out.string() + "' --checkpoint-dir '" + ckpt.string() + "'",
+                               dir_ / "kill_again.log");
+  EXPECT_EQ(again.status, 2);
+  EXPECT_NE(again.output.find("--resume"), std::string::npos) << again.output;
 }
 
 }  // namespace
