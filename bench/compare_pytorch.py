@@ -153,6 +153,8 @@ def main():
     ap.add_argument("--repetitions", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per timed round")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--only", help="run only the configurations whose name contains this text "
+                                   "(e.g. task1); skips the memory probe unless it matches task3_32")
     ap.add_argument("--torch-one", nargs=3, metavar=("MODEL", "BATCH", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -173,6 +175,11 @@ def main():
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     torch.set_num_threads(args.threads)
 
+    global CONFIGS
+    if args.only:
+        CONFIGS = [c for c in CONFIGS if args.only in c[0]]
+        if not CONFIGS:
+            sys.exit("compare_pytorch: no configuration matches --only %s" % args.only)
     print("kiln vs PyTorch %s, %d threads, median of %d rounds" % (torch.__version__, args.threads, args.repetitions))
     kiln = run_kiln(args.kiln_bench, args.threads, args.repetitions, args.min_time)
     peak = kiln["BM_SgemmPeak/2048"]["gflops"]
@@ -192,6 +199,19 @@ def main():
             r["kiln_pct_of_sgemm_peak"]))
     print("sgemm peak (2048^3, OpenBLAS, same run): %.1f GFLOP/s" % peak)
 
+    kiln_mem = torch_mem = None
+    if any(c[0] == "BM_TrainStep/task3_32" for c in CONFIGS):
+        kiln_mem, torch_mem = memory_probe(args)
+
+    if args.json:
+        with open(args.json + ".tmp", "w") as f:
+            json.dump({"threads": args.threads, "repetitions": args.repetitions, "torch": torch.__version__,
+                       "sgemm_peak_gflops": peak, "rows": rows,
+                       "peak_rss_mib": {"kiln": kiln_mem, "torch": torch_mem}}, f, indent=2)
+        os.replace(args.json + ".tmp", args.json)
+
+
+def memory_probe(args):
     env = dict(os.environ, KILN_NUM_THREADS=str(args.threads))
     kiln_mem = peak_rss_mib([args.kiln_bench, "--benchmark_filter=BM_TrainStep/task3_32",
                              "--benchmark_min_time=0.5", "--benchmark_format=json"], env,
@@ -201,13 +221,7 @@ def main():
                              lambda out: json.loads(out.strip().splitlines()[-1])["peak_rss_mib"])
     print("peak memory, task3_32 training step (batch 70), whole process max RSS: kiln %.0f MiB, "
           "PyTorch %.0f MiB" % (kiln_mem, torch_mem))
-
-    if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump({"threads": args.threads, "repetitions": args.repetitions, "torch": torch.__version__,
-                       "sgemm_peak_gflops": peak, "rows": rows,
-                       "peak_rss_mib": {"kiln": kiln_mem, "torch": torch_mem}}, f, indent=2)
-        os.replace(args.json + ".tmp", args.json)
+    return kiln_mem, torch_mem
 
 
 if __name__ == "__main__":

@@ -215,6 +215,9 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{"n2_7x5_c64_f8_k1_s2_same", 2, 7, 5, 64, 1, 8, 2, true},
         ConvCase{"n2_6x6_c3_f64_k5_s1_same", 2, 6, 6, 3, 5, 64, 1, true},
         ConvCase{"n4_28x28_c1_f8_k3_s1_same", 4, 28, 28, 1, 3, 8, 1, true},
+        ConvCase{"n3_14x14_c4_f8_k3_s1_same", 3, 14, 14, 4, 3, 8, 1, true},
+        ConvCase{"n2_9x9_c8_f16_k3_s2_same", 2, 9, 9, 8, 3, 16, 2, true},
+        ConvCase{"n2_9x7_c8_f4_k3_s1_valid", 2, 9, 7, 8, 3, 4, 1, false},
         ConvCase{"n2_14x14_c64_f64_k3_s2_same", 2, 14, 14, 64, 3, 64, 2, true},
         ConvCase{"n3_9x9_c64_f64_k3_s1_valid", 3, 9, 9, 64, 3, 64, 1, false},
         // Stride 1 either side of C = 16, where the input gradient switches from col2im to a
@@ -320,6 +323,8 @@ TEST_P(MaxPool2dKernels, BackwardMatchesNaiveAndAccumulates) {
 INSTANTIATE_TEST_SUITE_P(
     Shapes, MaxPool2dKernels,
     testing::Values(PoolCase{"n2_28x28_c8_k2_s2_valid", 2, 28, 28, 8, 2, 2, false},
+                    PoolCase{"n3_14x14_c4_k2_s2_valid", 3, 14, 14, 4, 2, 2, false},
+                    PoolCase{"n2_6x6_c1_k2_s2_same", 2, 6, 6, 1, 2, 2, true},
                     PoolCase{"n2_7x5_c3_k2_s2_valid", 2, 7, 5, 3, 2, 2, false},
                     PoolCase{"n1_7x5_c3_k2_s2_same", 1, 7, 5, 3, 2, 2, true},
                     PoolCase{"n2_7x5_c3_k3_s2_same", 2, 7, 5, 3, 3, 2, true},

@@ -197,37 +197,97 @@ int64_t conv2d_chunk_rows(const Conv2dShape& s) {
   return (even + unit - 1) / unit * unit;
 }
 
-void im2col(const Conv2dShape& s, const float* x, int64_t row_begin, int64_t row_end,
-            float* cols) {
+namespace {
+
+// Short runs (a kernel row of a 1- or 4-channel input is 3 or 12 floats) are cheaper as an
+// inline loop than as a call to memcpy/memset.
+inline void copy_floats(float* __restrict dst, const float* __restrict src, int64_t count) {
+  if (count <= 16) {
+    for (int64_t i = 0; i < count; ++i) dst[i] = src[i];
+  } else {
+    std::memcpy(dst, src, sizeof(float) * count);
+  }
+}
+inline void zero_floats(float* dst, int64_t count) {
+  if (count <= 16) {
+    for (int64_t i = 0; i < count; ++i) dst[i] = 0.0f;
+  } else {
+    std::memset(dst, 0, sizeof(float) * count);
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// One im2col row range. WR is the window row width KW * C when it is one of the small
+// constants the lab's first layers have (3 for 1 channel, 12 for 4, 24 for 8), else 0: with
+// it known at compile time, the copy of an unclipped window row is a few vector moves instead
+// of a call to memcpy. (GCC would also turn the short loops back into memcpy/memset calls,
+// hence the attribute.)
+template <int64_t WR>
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+void im2col_range(const Conv2dShape& s, const float* __restrict x, int64_t begin, int64_t end,
+                  int64_t row_begin, float* __restrict cols) {
   const int64_t K = s.cols();
   const int64_t C = s.C;
   const int64_t per_image = s.Ho * s.Wo;
-  const int64_t window_row = s.KW * C;  // floats per kernel row (ky) in one im2col row
-#pragma omp parallel for schedule(static)
-  for (int64_t r = row_begin; r < row_end; ++r) {
+  const int64_t window_row = WR > 0 ? WR : s.KW * C;  // floats per kernel row (ky)
+  int64_t n = begin / per_image;
+  int64_t oy = (begin % per_image) / s.Wo;
+  int64_t ox = begin % s.Wo;
+  for (int64_t r = begin; r < end; ++r) {
     float* dst = cols + (r - row_begin) * K;
-    const int64_t n = r / per_image;
-    const int64_t oy = (r % per_image) / s.Wo;
-    const int64_t ox = r % s.Wo;
     const int64_t iy0 = oy * s.stride_h - s.pad_top;
     const int64_t ix0 = ox * s.stride_w - s.pad_left;
     // Kernel columns kx in [kx_lo, kx_hi) land inside the image; their pixels are adjacent
     // in x, so each kernel row is one contiguous copy of (kx_hi - kx_lo) * C floats.
     const int64_t kx_lo = std::clamp<int64_t>(-ix0, 0, s.KW);
     const int64_t kx_hi = std::clamp<int64_t>(s.W - ix0, kx_lo, s.KW);
+    const bool whole = kx_lo == 0 && kx_hi == s.KW;
     for (int64_t ky = 0; ky < s.KH; ++ky) {
       float* row = dst + ky * window_row;
       const int64_t iy = iy0 + ky;
       if (iy < 0 || iy >= s.H) {
-        std::memset(row, 0, sizeof(float) * window_row);
+        zero_floats(row, window_row);
         continue;
       }
-      if (kx_lo > 0) std::memset(row, 0, sizeof(float) * kx_lo * C);
-      if (kx_hi > kx_lo) {
-        const float* src = x + ((n * s.H + iy) * s.W + ix0 + kx_lo) * C;
-        std::memcpy(row + kx_lo * C, src, sizeof(float) * (kx_hi - kx_lo) * C);
+      const float* src = x + ((n * s.H + iy) * s.W + ix0) * C;
+      if (WR > 0 && whole) {
+        for (int64_t i = 0; i < WR; ++i) row[i] = src[i];
+        continue;
       }
-      if (kx_hi < s.KW) std::memset(row + kx_hi * C, 0, sizeof(float) * (s.KW - kx_hi) * C);
+      if (kx_lo > 0) zero_floats(row, kx_lo * C);
+      if (kx_hi > kx_lo) copy_floats(row + kx_lo * C, src + kx_lo * C, (kx_hi - kx_lo) * C);
+      if (kx_hi < s.KW) zero_floats(row + kx_hi * C, (s.KW - kx_hi) * C);
+    }
+    if (++ox == s.Wo) {
+      ox = 0;
+      if (++oy == s.Ho) {
+        oy = 0;
+        ++n;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void im2col(const Conv2dShape& s, const float* x, int64_t row_begin, int64_t row_end,
+            float* cols) {
+  const int64_t rows = row_end - row_begin;
+  const int64_t window_row = s.KW * s.C;
+#pragma omp parallel
+  {
+    // Each thread takes one contiguous range of rows and walks (n, oy, ox) incrementally:
+    // no divisions per row.
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t begin = row_begin + rows * t / threads, end = row_begin + rows * (t + 1) / threads;
+    switch (window_row) {
+      case 3: im2col_range<3>(s, x, begin, end, row_begin, cols); break;
+      case 12: im2col_range<12>(s, x, begin, end, row_begin, cols); break;
+      case 24: im2col_range<24>(s, x, begin, end, row_begin, cols); break;
+      default: im2col_range<0>(s, x, begin, end, row_begin, cols); break;
     }
   }
 }

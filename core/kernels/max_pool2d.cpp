@@ -55,7 +55,46 @@ Pool2dShape Pool2dShape::make(int64_t N, int64_t H, int64_t W, int64_t C, int64_
   return s;
 }
 
+namespace {
+
+// The common case, 2x2 windows with stride 2 that all lie inside the input: the four cells
+// are read straight from two input rows and the running maximum stays in registers.
+void max_pool2x2_forward(const Pool2dShape& s, const float* __restrict x, float* __restrict y,
+                         int32_t* __restrict argmax) {
+  const int64_t C = s.C, W = s.W, row_floats = s.W * s.C;
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < s.N * s.Ho; ++row) {
+    const int64_t n = row / s.Ho, oy = row % s.Ho;
+    const int64_t top = (n * s.H + 2 * oy) * W * C;  // offset of the window row pair
+    float* __restrict out = y + row * s.Wo * C;
+    int32_t* __restrict out_at = argmax + row * s.Wo * C;
+    for (int64_t ox = 0; ox < s.Wo; ++ox) {
+      const int64_t a = top + 2 * ox * C, b = a + C, c2 = a + row_floats, d = c2 + C;
+      for (int64_t c = 0; c < C; ++c) {
+        // Row-major window order with strict comparisons: the first maximum wins.
+        float best = x[a + c];
+        int32_t at = static_cast<int32_t>(a + c);
+        const float vb = x[b + c], vc = x[c2 + c], vd = x[d + c];
+        at = vb > best ? static_cast<int32_t>(b + c) : at;
+        best = vb > best ? vb : best;
+        at = vc > best ? static_cast<int32_t>(c2 + c) : at;
+        best = vc > best ? vc : best;
+        at = vd > best ? static_cast<int32_t>(d + c) : at;
+        best = vd > best ? vd : best;
+        out[ox * C + c] = best;
+        out_at[ox * C + c] = at;
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) {
+  if (s.K == 2 && s.stride == 2 && s.pad_top == 0 && s.pad_left == 0 && 2 * s.Ho <= s.H && 2 * s.Wo <= s.W) {
+    max_pool2x2_forward(s, x, y, argmax);
+    return;
+  }
   const int64_t C = s.C;
 #pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < s.N * s.Ho; ++row) {
