@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <new>
 #include <system_error>
 
 #include "core/autograd.h"
@@ -151,13 +152,17 @@ int run_main(const std::string& program, const std::function<int()>& body) {
   try {
     return body();
   } catch (const UsageError& e) {
-    std::cerr << program << ": " << e.what() << "\n(run `" << program << " --help` for the options)\n";
+    std::cerr << program << ": " << cli::one_line(e.what()) << "\n(run `" << program << " --help` for the options)\n";
     return 2;
   } catch (const H5::Exception& e) {  // not a std::exception
-    std::cerr << program << ": error: HDF5: " << e.getDetailMsg() << "\n";
+    std::cerr << program << ": error: HDF5: " << cli::one_line(e.getDetailMsg()) << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << program << ": error: out of memory: the input or the settings ask for more memory than this "
+                            "machine has (a damaged file claiming huge sizes?)\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << program << ": error: " << e.what() << "\n";
+    std::cerr << program << ": error: " << cli::one_line(e.what()) << "\n";
     return 1;
   } catch (...) {
     std::cerr << program << ": error: unknown exception\n";

@@ -120,4 +120,19 @@ double Args::get_double(const std::string& name) const {
   }
 }
 
+std::string one_line(const std::string& message) {
+  std::string out;
+  for (const char ch : message) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (ch == '\n' || ch == '\r' || ch == '\t') out += ' ';
+    else if (u < 0x20 || u >= 0x7f) out += '?';  // kiln's own messages are ASCII
+    else out += ch;
+    if (out.size() >= 500) {
+      out += "...";
+      break;
+    }
+  }
+  return out;
+}
+
 }  // namespace kiln::cli

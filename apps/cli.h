@@ -43,4 +43,9 @@ class Args {
   std::map<std::string, std::string> values_;
 };
 
+// An error message made fit for one line of a terminal: line breaks become spaces, other
+// control bytes and invalid text (a damaged file's bytes quoted by a parser) become '?', and
+// anything past 500 characters is cut off with "...".
+std::string one_line(const std::string& message);
+
 }  // namespace kiln::cli

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <new>
 #include <string>
 
 #include "apps/cli.h"
@@ -245,6 +246,12 @@ std::string json_string(const std::string& s) {
 }
 
 // "1/255" or "0.5" -> the number.
+// A flag's value that makes no sense: exit status 2, like the parser's own errors.
+class FlagError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
 double parse_number(const std::string& text, const char* flag) {
   const auto slash = text.find('/');
   try {
@@ -260,7 +267,7 @@ double parse_number(const std::string& text, const char* flag) {
     }
   } catch (const std::exception&) {
   }
-  throw std::invalid_argument(std::string("--") + flag + " expects a number such as 0.5 or 1/255, got '" + text + "'");
+  throw FlagError(std::string("--") + flag + " expects a number such as 0.5 or 1/255, got '" + text + "'");
 }
 
 int cmd_evaluate(int argc, char** argv) {
@@ -279,7 +286,7 @@ int cmd_evaluate(int argc, char** argv) {
   args.parse(argc, argv, 2);
   const std::string dataset = args.get("dataset");
   if (dataset != "mnist-test" && dataset != "mnist-train") {
-    std::cerr << "kiln evaluate: unknown dataset '" << dataset << "' (known: mnist-test, mnist-train)\n";
+    std::cerr << "kiln evaluate: --dataset: unknown dataset '" << dataset << "' (known: mnist-test, mnist-train)\n";
     return 2;
   }
   const double scale = parse_number(args.get("scale"), "scale");
@@ -434,8 +441,15 @@ int main(int argc, char** argv) {
     if (cmd == "evaluate") return cmd_evaluate(argc, argv);
     if (cmd == "convert") return cmd_convert(argc, argv);
     if (cmd == "augment-grid") return cmd_augment_grid(argc, argv);
+  } catch (const FlagError& e) {
+    std::cerr << "kiln " << cmd << ": " << e.what() << "\n";
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "kiln " << cmd << ": error: out of memory: the input asks for more memory than this machine "
+                                  "has (a damaged file claiming huge sizes?)\n";
+    return 1;
   } catch (const std::exception& e) {
-    std::cerr << "kiln " << cmd << ": error: " << e.what() << "\n";
+    std::cerr << "kiln " << cmd << ": error: " << kiln::cli::one_line(e.what()) << "\n";
     return 1;
   }
   std::cerr << "kiln: unknown command '" << cmd << "'\n\n" << kUsage;

@@ -139,6 +139,13 @@ int run(int raw_argc, char** raw_argv) {
   const ImageSet train_raw = load_split(f.data_dir, "train", train_limit);
   const ImageSet valid_raw = load_split(f.data_dir, "valid", valid_limit);
   const ImageSet test_raw = load_split(f.data_dir, "test", 0);
+  // The model is built for the training patches' size: every split must have it.
+  for (const auto& [split, set] : {std::pair<const char*, const ImageSet*>{"valid", &valid_raw}, {"test", &test_raw}})
+    if (set->h != train_raw.h || set->w != train_raw.w || set->c != train_raw.c)
+      throw std::runtime_error(find_pcam_files(f.data_dir, split).x_path + ": patches are " + std::to_string(set->h) +
+                               "x" + std::to_string(set->w) + "x" + std::to_string(set->c) + " but the training patches (" +
+                               find_pcam_files(f.data_dir, "train").x_path + ") are " + std::to_string(train_raw.h) +
+                               "x" + std::to_string(train_raw.w) + "x" + std::to_string(train_raw.c));
   const LabSplit data = prepare_pcam_lab(train_raw, valid_raw, test_raw);
   const bool test_labelled = !data.test.labels.empty();
   app::make_output_dir(f.out_dir);

@@ -26,6 +26,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "app_runner.h"
 #include "data/png_image.h"
 #include "layers/model_file.h"
 #include "optim/checkpoint.h"
@@ -35,33 +36,11 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-const std::string kApps = KILN_APPS_DIR;
+using kiln::testing_apps::kApps;
+using kiln::testing_apps::read_lines;
+using kiln::testing_apps::Result;
+using kiln::testing_apps::run_app;
 const std::string kData = KILN_TEST_DATA_DIR;
-
-struct Result {
-  int status = -1;  // exit status, or -1 when the process did not exit normally (a crash)
-  std::string output;
-};
-
-// Runs `app args` with stdout and stderr captured in a file.
-Result run_app(const std::string& app, const std::string& args, const fs::path& log) {
-  const std::string cmd = "'" + kApps + "/" + app + "' " + args + " > '" + log.string() + "' 2>&1";
-  const int raw = std::system(cmd.c_str());
-  Result r;
-  if (raw != -1 && WIFEXITED(raw)) r.status = WEXITSTATUS(raw);
-  std::ifstream f(log);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  r.output = ss.str();
-  return r;
-}
-
-std::vector<std::string> read_lines(const fs::path& path) {
-  std::ifstream f(path);
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(f, line);) lines.push_back(line);
-  return lines;
-}
 
 json read_json(const fs::path& path) {
   std::ifstream f(path);
