@@ -16,6 +16,7 @@
 #include "core/parallel.h"
 #include "core/random.h"
 #include "layers/bn_recalibrate.h"
+#include "optim/checkpoint.h"
 
 #ifndef KILN_VERSION
 #define KILN_VERSION "unknown"
@@ -67,6 +68,12 @@ void add_common_flags(cli::Args& args, const CommonDefaults& d) {
   args.option("resume", "DIR",
               "continue the run checkpointed in DIR with the arguments it was started with; the result "
               "is bit-identical to an uninterrupted run on the same thread count");
+}
+
+void check_checkpoint(const std::string& program, const std::string& path) {
+  if (path.empty() || !fs::exists(path)) return;
+  const cli::Deadline deadline(program, path, 120);
+  read_checkpoint(path);
 }
 
 std::string CommonFlags::checkpoint_path(int64_t run) const {

@@ -66,6 +66,10 @@ class CommandLine {
   std::vector<char*> pointers_;
 };
 
+// Before fit() resumes from `path` (when it exists): reads it once under a cli::Deadline, so a
+// damaged checkpoint ends in a clear error instead of a hang inside libhdf5.
+void check_checkpoint(const std::string& program, const std::string& path);
+
 // Declares --data-dir --out --seed --threads --epochs --batch-size --runs --quick and the
 // checkpoint flags --checkpoint-dir --checkpoint-every --resume.
 void add_common_flags(cli::Args& args, const CommonDefaults& defaults);

@@ -1,9 +1,14 @@
 #include "apps/cli.h"
 
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 namespace kiln::cli {
 
@@ -118,6 +123,35 @@ double Args::get_double(const std::string& name) const {
   } catch (const std::exception&) {
     fail("--" + name + " expects a number, got '" + v + "'");
   }
+}
+
+struct Deadline::State {
+  std::mutex mutex;
+  std::condition_variable done;
+  bool finished = false;
+};
+
+Deadline::Deadline(std::string program, std::string what, int seconds) : state_(std::make_shared<State>()) {
+  if (const char* env = std::getenv("KILN_READ_DEADLINE_SECONDS"); env != nullptr && std::atoi(env) > 0)
+    seconds = std::atoi(env);
+  // The watcher holds the state, so it stays valid if the guarded work ends the process first.
+  std::thread([state = state_, program = std::move(program), what = std::move(what), seconds] {
+    std::unique_lock<std::mutex> lock(state->mutex);
+    if (state->done.wait_for(lock, std::chrono::seconds(seconds), [&] { return state->finished; })) return;
+    std::fprintf(stderr, "%s: error: %s: reading it has not finished after %d s; the file is probably damaged "
+                         "(the HDF5 library loops on some damaged files)\n",
+                 program.c_str(), what.c_str(), seconds);
+    std::fflush(stderr);
+    std::_Exit(1);
+  }).detach();
+}
+
+Deadline::~Deadline() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->finished = true;
+  }
+  state_->done.notify_all();
 }
 
 std::string one_line(const std::string& message) {

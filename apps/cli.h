@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,24 @@ class Args {
   std::vector<Spec> positionals_;
   size_t required_positionals_ = 0;
   std::map<std::string, std::string> values_;
+};
+
+// Ends the process with a one-line error (exit status 1) when the work it guards has not
+// finished within its time: libhdf5 can loop forever on some damaged files (found by
+// fuzz_hdf5), and nothing can interrupt a call into it. The apps guard their reading of input
+// files with it. KILN_READ_DEADLINE_SECONDS, when set, replaces every deadline (tests use a
+// short one).
+class Deadline {
+ public:
+  // program: the app's name for the message; what: the file being read.
+  Deadline(std::string program, std::string what, int seconds);
+  ~Deadline();  // the work finished: cancel
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
 };
 
 // An error message made fit for one line of a terminal: line breaks become spaces, other

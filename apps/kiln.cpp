@@ -203,7 +203,10 @@ int cmd_summary(int argc, char** argv) {
   args.parse(argc, argv, 2);
   const std::string which = args.get("model");
   if (which != "task1" && which != "task2" && which != "task3" && std::filesystem::exists(which)) {
-    const kiln::LoadedModel m = kiln::load_model(which);
+    const kiln::LoadedModel m = [&] {
+      const kiln::cli::Deadline deadline("kiln summary", which, 120);
+      return kiln::load_model(which);
+    }();
     std::cout << which << ": " << describe_source(m) << ", input " << tuple_str(m.input_shape) << "\n";
     std::cout << kiln::summary(*m.model, m.input_shape, m.name);
     return 0;
@@ -293,7 +296,10 @@ int cmd_evaluate(int argc, char** argv) {
   const double shift = parse_number(args.get("shift"), "shift");
   const std::string path = args.get("model");
 
-  const kiln::LoadedModel m = kiln::load_model(path);
+  const kiln::LoadedModel m = [&] {
+    const kiln::cli::Deadline deadline("kiln evaluate", path, 120);
+    return kiln::load_model(path);
+  }();
   const kiln::ImageSet raw = kiln::load_mnist(args.get("data-dir"), dataset == "mnist-test" ? "t10k" : "train");
   const int64_t per_image = raw.row_size();
   if (kiln::shape_numel(m.input_shape) != per_image) {
@@ -419,7 +425,10 @@ int cmd_convert(int argc, char** argv) {
     std::cerr << "kiln convert: " << out << " is the input file; write to another path\n";
     return 2;
   }
-  const kiln::LoadedModel m = kiln::load_model(in);
+  const kiln::LoadedModel m = [&] {
+    const kiln::cli::Deadline deadline("kiln convert", in, 120);
+    return kiln::load_model(in);
+  }();
   if (to == "keras") kiln::export_keras(out, *m.model, m.input_shape, m.name);
   else kiln::save_model(out, *m.model, m.input_shape, m.name);
   std::printf("%s (%s, input %s) -> %s (%s)\n", in.c_str(), describe_source(m).c_str(),

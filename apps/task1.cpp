@@ -167,6 +167,7 @@ int run(int raw_argc, char** raw_argv) {
     auto model = task1_model(train_raw.h, train_raw.w, train_raw.c, split.train.num_classes);
     if (r == 0) std::cout << summary(*model, {train_raw.h, train_raw.w, train_raw.c}, "task1");
     Adam adam(model->named_parameters());
+    if (f.resume) app::check_checkpoint(kProgram, f.checkpoint_path(r + 1));
     const History history = fit(*model, adam, split.train,
                                 {.epochs = f.epochs, .batch_size = f.batch_size,
                                  .validation = &split.valid, .validation_freq = 1, .seed = seed,

@@ -157,6 +157,7 @@ int run(int raw_argc, char** raw_argv) {
     auto model = task2_model(train_raw.h, train_raw.w, train_raw.c, split.train.num_classes);
     if (r == 0) std::cout << summary(*model, {train_raw.h, train_raw.w, train_raw.c}, "task2");
     Adam adam(model->named_parameters());
+    if (f.resume) app::check_checkpoint(kProgram, f.checkpoint_path(r + 1));
     app::RecalibratedValidation recal(*model, split.train, valid,
                                       {.batches = recal_batches, .batch_size = f.batch_size, .seed = seed});
     FitOptions options{.epochs = f.epochs, .batch_size = f.batch_size, .validation = &valid,

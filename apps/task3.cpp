@@ -48,7 +48,10 @@ json report_json() {
 // rows [0, limit) of a split (limit 0: all), centre-cropped to 32x32, read in blocks so the
 // original release's 7 GB training file never has to fit in memory beyond the rows kept.
 ImageSet load_split(const std::string& dir, const std::string& split, int64_t limit) {
-  const PcamReader reader(dir, split, kCrop);
+  const PcamReader reader = [&] {
+    const cli::Deadline deadline(kProgram, dir + " (" + split + " split)", 120);
+    return PcamReader(dir, split, kCrop);
+  }();
   ImageSet set;
   set.n = limit > 0 ? std::min(limit, reader.count()) : reader.count();
   set.h = reader.height();
@@ -59,6 +62,7 @@ ImageSet load_split(const std::string& dir, const std::string& split, int64_t li
   constexpr int64_t kBlock = 8192;
   for (int64_t begin = 0; begin < set.n; begin += kBlock) {
     const int64_t end = std::min(set.n, begin + kBlock);
+    const cli::Deadline deadline(kProgram, reader.files().x_path, 600);
     reader.read(begin, end, set.pixels.data() + begin * reader.row_size(),
                 reader.has_labels() ? set.labels.data() + begin : nullptr);
   }
@@ -201,6 +205,7 @@ int run(int raw_argc, char** raw_argv) {
     auto model = task3_model(train_raw.h, train_raw.w, train_raw.c, data.train.num_classes);
     if (r == 0) std::cout << summary(*model, {train_raw.h, train_raw.w, train_raw.c}, "task3");
     AdamW adamw(model->named_parameters());
+    if (f.resume) app::check_checkpoint(kProgram, f.checkpoint_path(r + 1));
     const float base_lr = adamw.learning_rate();
 
     app::RecalibratedValidation recal(*model, data.train, data.valid,

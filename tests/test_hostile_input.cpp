@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -229,6 +230,15 @@ TEST_F(HostileInput, ModelFiles) {
   cases.push_back({"convert_truncated", "kiln", "convert '" + (d / "truncated.h5").string() + "' {out}/converted.h5", 1,
                    (d / "truncated.h5").string()});
   run_cases(cases);
+}
+
+// A file found by fuzz_hdf5 on which libhdf5 itself loops forever: the app's read deadline
+// (shortened here through KILN_READ_DEADLINE_SECONDS) must end it with a clear error.
+TEST_F(HostileInput, FileThatHangsTheHdf5Library) {
+  const std::string hang = std::string(KILN_TEST_DATA_DIR) + "/hostile/hdf5-loops-forever.h5";
+  ::setenv("KILN_READ_DEADLINE_SECONDS", "3", 1);
+  run_cases({{"hdf5_hang", "kiln", "evaluate '" + hang + "' --json {out}/results.json", 1, hang + ": reading it has not finished"}});
+  ::unsetenv("KILN_READ_DEADLINE_SECONDS");
 }
 
 TEST_F(HostileInput, CheckpointsAndResume) {
