@@ -32,7 +32,10 @@ void log_softmax_rows(int64_t rows, int64_t K, const float* x, float* out) {
 }  // namespace
 
 Tensor softmax(const Tensor& a) {
-  const auto [rows, K] = rows_cols("softmax", a);
+  // Plain variables, not a structured binding: the backward closure captures them (clang 14
+  // cannot capture bindings).
+  const auto shape2 = rows_cols("softmax", a);
+  const int64_t rows = shape2.first, K = shape2.second;
   Tensor out = Tensor::empty(a.shape());
   log_softmax_rows(rows, K, a.data(), out.data());
   float* y = out.data();
@@ -55,7 +58,8 @@ Tensor softmax(const Tensor& a) {
 }
 
 Tensor log_softmax(const Tensor& a) {
-  const auto [rows, K] = rows_cols("log_softmax", a);
+  const auto shape2 = rows_cols("log_softmax", a);
+  const int64_t rows = shape2.first, K = shape2.second;
   Tensor out = Tensor::empty(a.shape());
   log_softmax_rows(rows, K, a.data(), out.data());
   if (needs_graph({&a})) {

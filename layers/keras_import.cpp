@@ -156,8 +156,10 @@ class Importer {
         shown += ", None";
         continue;
       }
-      if (!batch_shape[i].is_number_integer() || batch_shape[i].get<int64_t>() <= 0)
-        fail(what + " " + batch_shape.dump() + " has an extent that is not a positive integer");
+      if (!batch_shape[i].is_number_integer() || batch_shape[i].get<int64_t>() <= 0 ||
+          batch_shape[i].get<int64_t>() > kMaxSize)
+        fail(what + " " + batch_shape.dump() + " has an extent that is not a positive integer up to " +
+             std::to_string(kMaxSize));
       s.push_back(batch_shape[i].get<int64_t>());
       shown += ", " + std::to_string(s.back());
     }
@@ -310,10 +312,15 @@ class Importer {
     if (!cfg.contains(key)) fail(w.str() + " has no '" + key + "' in its config");
     return cfg[key];
   }
+  // Sizes (units, filters, kernel sizes, extents) above this are refused before anything is
+  // allocated: no real layer has them, and a damaged file must not make kiln ask for terabytes.
+  static constexpr int64_t kMaxSize = int64_t{1} << 20;
   int64_t get_int(const json& cfg, const char* key, const Where& w) const {
     const json& v = opt(cfg, key, w);
     if (!v.is_number_integer()) fail(w.str() + ": '" + key + "' is " + v.dump() + ", expected an integer");
-    return v.get<int64_t>();
+    const int64_t x = v.get<int64_t>();
+    if (x > kMaxSize) fail(w.str() + ": '" + key + "' is " + v.dump() + ", more than kiln accepts (" + std::to_string(kMaxSize) + ")");
+    return x;
   }
   double get_num(const json& cfg, const char* key, double fallback, const Where& w) const {
     if (!cfg.contains(key) || cfg[key].is_null()) return fallback;
@@ -338,8 +345,9 @@ class Importer {
     if (v.is_number_integer()) out.assign(n, v.get<int64_t>());
     if (v.is_array() && v.size() == n)
       for (const json& e : v) out.push_back(e.is_number_integer() ? e.get<int64_t>() : 0);
-    if (out.size() != n || std::any_of(out.begin(), out.end(), [](int64_t x) { return x < 1; }))
-      fail(w.str() + ": '" + key + "' is " + v.dump() + ", expected " + std::to_string(n) + " positive integers");
+    if (out.size() != n || std::any_of(out.begin(), out.end(), [](int64_t x) { return x < 1 || x > kMaxSize; }))
+      fail(w.str() + ": '" + key + "' is " + v.dump() + ", expected " + std::to_string(n) + " positive integers up to " +
+           std::to_string(kMaxSize));
     return out;
   }
 
@@ -924,6 +932,23 @@ LoadedModel import_zip(const std::string& path) {
 }
 
 }  // namespace
+
+LoadedModel build_keras_model(const std::string& config_json, const std::string& label) {
+  try {
+    const json config = parse_config(label, config_json, "the model config");
+    LoadedModel m;
+    m.format = "keras-config";
+    Importer importer(label);
+    Built root;
+    m.model = importer.build(config, m.input_shape, m.name, root);
+    m.model->eval();
+    return m;
+  } catch (const json::exception& e) {
+    throw ModelFileError(label, std::string("the model config has an unexpected form: ") + e.what());
+  } catch (const std::invalid_argument& e) {
+    throw ModelFileError(label, std::string("cannot build the model: ") + e.what());
+  }
+}
 
 LoadedModel import_keras(const std::string& path) {
   try {

@@ -28,4 +28,10 @@ namespace kiln {
 // mode, its input shape in Keras' order, and the Keras version that wrote it.
 LoadedModel import_keras(const std::string& path);
 
+// The architecture half of import_keras: the kiln model that a Keras model config (the JSON
+// of `model_config` or config.json) describes, with fresh weights. `label` names the source
+// in errors. Throws ModelFileError for anything it cannot build. (The config fuzz target
+// drives this.)
+LoadedModel build_keras_model(const std::string& config_json, const std::string& label);
+
 }  // namespace kiln

@@ -8,6 +8,8 @@ KILN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # one thread pool (the pthread build would add a second pool that fights it for the cores).
 KILN_PACKAGES=(cmake g++ make pkg-config libopenblas-openmp-dev libhdf5-dev libgtest-dev
                libbenchmark-dev zlib1g-dev libpng-dev nlohmann-json3-dev)
+# The test command also builds the libFuzzer targets, which need clang and its runtimes.
+if [ "${KILN_WITH_FUZZ:-0}" = 1 ]; then KILN_PACKAGES+=(clang libclang-rt-dev); fi
 
 kiln_missing_packages() {
   local missing=() p

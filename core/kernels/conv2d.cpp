@@ -225,9 +225,14 @@ namespace {
 // it known at compile time, the copy of an unclipped window row is a few vector moves instead
 // of a call to memcpy. (GCC would also turn the short loops back into memcpy/memset calls,
 // hence the attribute.)
+#if defined(__GNUC__) && !defined(__clang__)
+#define KILN_NO_MEMCPY_IDIOM __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define KILN_NO_MEMCPY_IDIOM
+#endif
+
 template <int64_t WR>
-__attribute__((optimize("no-tree-loop-distribute-patterns")))
-void im2col_range(const Conv2dShape& s, const float* __restrict x, int64_t begin, int64_t end,
+KILN_NO_MEMCPY_IDIOM void im2col_range(const Conv2dShape& s, const float* __restrict x, int64_t begin, int64_t end,
                   int64_t row_begin, float* __restrict cols) {
   const int64_t K = s.cols();
   const int64_t C = s.C;
