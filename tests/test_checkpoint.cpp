@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -188,6 +189,31 @@ TEST(Checkpoint, DamagedFilesNameTheFile) {
       EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
     }
   }
+}
+
+TEST(Checkpoint, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
+  const Dataset train = small_train();
+  const Augmentation aug = task2_augmentation();
+  const std::string path = scratch("diverged.ckpt.h5").string();
+  fs::remove(path);
+  Trainer a;
+  FitOptions o = options(train, aug, path);
+  // A sane first epoch, then a learning rate that blows the weights up.
+  o.on_epoch_begin = [](int64_t epoch, Optimizer& opt) {
+    if (epoch == 1) opt.set_learning_rate(1e30f);
+  };
+  try {
+    fit(*a.model, *a.adam, train, o);
+    FAIL() << "training went on with a non-finite loss";
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("epoch 2"), std::string::npos) << what;
+    EXPECT_NE(what.find("step"), std::string::npos) << what;
+  }
+  const Checkpoint kept = read_checkpoint(path);
+  EXPECT_EQ(kept.epochs_done, 1);
+  for (const auto& [name, t] : kept.parameters)
+    for (int64_t i = 0; i < t.numel(); ++i) ASSERT_TRUE(std::isfinite(t.data()[i])) << name;
 }
 
 TEST(Checkpoint, WritingReplacesTheFileWhole) {
