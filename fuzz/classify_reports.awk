@@ -1,0 +1,9 @@
+# Reads a libFuzzer log; prints "kiln" for each sanitizer/signal report whose first frame outside
+# the sanitizer's interceptors is not in libhdf5, "libhdf5" otherwise.
+/ERROR: AddressSanitizer|ERROR: libFuzzer: deadly signal|ERROR: LeakSanitizer/ { inblock = 1; next }
+/runtime error:/ { print "kiln"; next }
+inblock && /^ *#[0-9]+ / {
+  if ($0 ~ /in (malloc|calloc|realloc|free|__interceptor_|__sanitizer_|__asan_|mem(cpy|move|set)|str[a-z]*) /) next
+  if ($0 ~ /in fuzzer::|in __sanitizer_print_stack_trace|in __sanitizer::|libc\.so/) next
+  print ($0 ~ /libhdf5/ ? "libhdf5" : "kiln"); inblock = 0
+}
