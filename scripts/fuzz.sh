@@ -36,17 +36,28 @@ for target in idx hdf5 keras_config; do
     -print_final_stats=1 2>"$scratch/$target.log") || status=$?
   library=0
   if [ "$target" = hdf5 ]; then
-    # In fork mode the exit status is the last job's; the reports say what happened.
+    # In fork mode the exit status is the last job's, and the log lacks the reports' stacks:
+    # replay each saved input alone and classify its report.
     status=0
-    verdicts="$(awk -f "$root/fuzz/classify_reports.awk" "$scratch/$target.log")"
-    echo "$verdicts" | grep -q '^kiln$' && status=1
-    library=$(echo "$verdicts" | grep -c '^libhdf5$' || true)
-    if [ "$status" = 0 ] && [ "$library" -gt 0 ]; then
-      mkdir -p "$root/build-fuzz/libhdf5-crashes"
-      cp "$scratch/crashes/"crash-* "$root/build-fuzz/libhdf5-crashes/" 2>/dev/null || true
-      echo "fuzz_hdf5: $library report(s) inside libhdf5 itself (kept in build-fuzz/libhdf5-crashes/)"
-      rm -f "$scratch/crashes/"crash-* "$scratch/crashes/"oom-*
-    fi
+    for input in "$scratch/crashes/"crash-* "$scratch/crashes/"oom-*; do
+      [ -e "$input" ] || continue
+      (cd "$scratch" && timeout 120 "$root/build-fuzz/fuzz/fuzz_hdf5" "$input" >"$scratch/replay.log" 2>&1) || true
+      verdict="$(awk -f "$root/fuzz/classify_reports.awk" "$scratch/replay.log" | head -1)"
+      if [ "$verdict" = libhdf5 ]; then
+        library=$((library + 1))
+        mkdir -p "$root/build-fuzz/libhdf5-crashes"
+        mv "$input" "$root/build-fuzz/libhdf5-crashes/"
+      elif [ -z "$verdict" ]; then
+        echo "fuzz_hdf5: $(basename "$input") did not fail again when replayed alone; kept in build-fuzz/unreproduced/"
+        mkdir -p "$root/build-fuzz/unreproduced"
+        mv "$input" "$root/build-fuzz/unreproduced/"
+      else
+        echo "fuzz_hdf5: $(basename "$input"): a report in kiln's code:" >&2
+        grep -E "ERROR|runtime error|#[0-9]+ " "$scratch/replay.log" | head -12 >&2 || true
+        status=1
+      fi
+    done
+    [ "$library" -gt 0 ] && echo "fuzz_hdf5: $library input(s) crash inside libhdf5 itself (kept in build-fuzz/libhdf5-crashes/)"
   fi
   if [ "$status" != 0 ] || ls "$scratch/crashes" | grep -qE '^(crash|leak|oom)-'; then
     tail -40 "$scratch/$target.log" >&2
