@@ -1,6 +1,12 @@
 #include "apps/cli.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
+#include <csignal>
+#include <cstring>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -125,13 +131,52 @@ double Args::get_double(const std::string& name) const {
   }
 }
 
+namespace {
+
+// While a Deadline is active, a crash (SIGSEGV, SIGBUS) can only come from reading the file it
+// guards (libhdf5 crashes on some damaged files): say so in one line and exit 1 instead of
+// dumping core. Only async-signal-safe calls in the handler; the message is prepared before.
+std::atomic<const char*> g_crash_message{nullptr};
+struct sigaction g_previous_segv {}, g_previous_bus {};
+
+extern "C" void on_crash_while_reading(int sig) {
+  const char* message = g_crash_message.load();
+  if (message != nullptr) {
+    const ssize_t ignored = ::write(2, message, std::strlen(message));
+    (void)ignored;
+    std::_Exit(1);
+  }
+  // Not reading: hand the signal to whoever handled it before (a sanitizer, or the default).
+  sigaction(sig, sig == SIGSEGV ? &g_previous_segv : &g_previous_bus, nullptr);
+  std::raise(sig);
+}
+
+void install_crash_handler() {
+  static const bool installed = [] {
+    struct sigaction action {};
+    action.sa_handler = on_crash_while_reading;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGSEGV, &action, &g_previous_segv);
+    sigaction(SIGBUS, &action, &g_previous_bus);
+    return true;
+  }();
+  (void)installed;
+}
+
+}  // namespace
+
 struct Deadline::State {
   std::mutex mutex;
   std::condition_variable done;
   bool finished = false;
+  std::string crash_message;
 };
 
 Deadline::Deadline(std::string program, std::string what, int seconds) : state_(std::make_shared<State>()) {
+  state_->crash_message = program + ": error: " + what +
+                          ": the HDF5 library crashed while reading it; the file is damaged\n";
+  install_crash_handler();
+  g_crash_message.store(state_->crash_message.c_str());
   if (const char* env = std::getenv("KILN_READ_DEADLINE_SECONDS"); env != nullptr && std::atoi(env) > 0)
     seconds = std::atoi(env);
   // The watcher holds the state, so it stays valid if the guarded work ends the process first.
@@ -147,6 +192,7 @@ Deadline::Deadline(std::string program, std::string what, int seconds) : state_(
 }
 
 Deadline::~Deadline() {
+  g_crash_message.store(nullptr);
   {
     std::lock_guard<std::mutex> lock(state_->mutex);
     state_->finished = true;

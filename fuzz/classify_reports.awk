@@ -4,6 +4,6 @@
 /runtime error:/ { print "kiln"; next }
 inblock && /^ *#[0-9]+ / {
   if ($0 ~ /in (malloc|calloc|realloc|free|__interceptor_|__sanitizer_|__asan_|mem(cpy|move|set)|str[a-z]*) /) next
-  if ($0 ~ /in fuzzer::|in __sanitizer_print_stack_trace|in __sanitizer::|libc\.so/) next
+  if ($0 ~ /in fuzzer::|in __sanitizer_print_stack_trace|in __sanitizer::|libc\.so|sysdeps\/|in __mem(cpy|move|set)/) next
   print ($0 ~ /libhdf5/ ? "libhdf5" : "kiln"); inblock = 0
 }
