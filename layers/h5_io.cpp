@@ -172,7 +172,17 @@ Tensor read_tensor(const H5::DataSet& ds, const std::string& path, const std::st
   try {
     if (ds.getTypeClass() != H5T_FLOAT)
       throw ModelFileError(path, what + " is not a floating-point dataset");
-    Tensor t = Tensor::empty(dataset_shape(ds));
+    const Shape shape = dataset_shape(ds);
+    // A damaged header can claim any extents: refuse before allocating. 2^28 values (1 GiB) is
+    // far above any single weight tensor kiln's models or real Keras models hold.
+    constexpr int64_t kMaxValues = int64_t{1} << 28;
+    int64_t values = 1;
+    for (const int64_t d : shape) {
+      if (d < 0 || (d > 0 && values > kMaxValues / d))
+        throw ModelFileError(path, what + " claims shape " + shape_str(shape) + ", more than kiln reads into one tensor");
+      values *= d;
+    }
+    Tensor t = Tensor::empty(shape);
     if (t.numel() > 0) ds.read(t.data(), H5::PredType::NATIVE_FLOAT);
     return t;
   } catch (const H5::Exception& e) {
