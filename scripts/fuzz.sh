@@ -7,6 +7,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds="${KILN_FUZZ_SECONDS:-30}"
+# A fixed seed by default, so that a CI run explores what the last checked run explored;
+# KILN_FUZZ_SEED=0 lets libFuzzer pick one (for longer, exploratory runs).
+seed="${KILN_FUZZ_SEED:-1}"
 jobs="$(nproc 2>/dev/null || echo 2)"
 cmake -S "$root" -B "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DCMAKE_CXX_COMPILER=clang++ -DKILN_FUZZ=ON -DKILN_BUILD_TESTS=OFF -DKILN_BUILD_BENCH=OFF \
@@ -32,7 +35,7 @@ for target in idx hdf5 keras_config; do
   [ "$target" = hdf5 ] && extra=(-fork=1 -ignore_timeouts=1 -ignore_crashes=1 -ignore_ooms=1)
   status=0
   (cd "$scratch/crashes" && OMP_NUM_THREADS=1 "$root/build-fuzz/fuzz/fuzz_$target" "$scratch/$target" \
-    "${extra[@]}" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=3072 -max_len=70000 \
+    "${extra[@]}" -seed="$seed" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=3072 -max_len=70000 \
     -print_final_stats=1 2>"$scratch/$target.log") || status=$?
   library=0
   if [ "$target" = hdf5 ]; then
