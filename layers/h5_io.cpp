@@ -237,6 +237,11 @@ void write_tensor(H5::Group& group, const std::string& name, const Tensor& t) {
   if (t.numel() > 0) ds.write(t.data(), H5::PredType::NATIVE_FLOAT);
 }
 
+ModelFileError damaged_file(const std::string& path, const H5::Exception& e) {
+  return ModelFileError(path, "HDF5 error while reading it (" + e.getDetailMsg() +
+                                  "): the file looks truncated or damaged");
+}
+
 void write_atomically(const std::string& path, const std::function<void(H5::H5File&)>& fill) {
   quiet();
   const fs::path target(path);

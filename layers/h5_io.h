@@ -42,6 +42,10 @@ Shape dataset_shape(const H5::DataSet& ds);
 // `what` names it in errors ("layer 'conv2d' weight 'kernel'").
 Tensor read_tensor(const H5::DataSet& ds, const std::string& path, const std::string& what);
 
+// The error for an HDF5 failure while reading an opened file: names the file, quotes HDF5's
+// message and says the file looks truncated or damaged.
+ModelFileError damaged_file(const std::string& path, const H5::Exception& e);
+
 // Writers. Strings are fixed-length, UTF-8, null-padded (what h5py makes of numpy bytes).
 void write_string(H5::H5Object& obj, const std::string& name, const std::string& value);
 // An empty list becomes an empty float64 array, as Keras writes it.

@@ -889,8 +889,7 @@ LoadedModel import_h5(const std::string& path) {
     m.model->eval();
     return m;
   } catch (const H5::Exception& e) {
-    throw ModelFileError(path, "HDF5 error while reading it (" + e.getDetailMsg() +
-                                   "): the file looks truncated or damaged");
+    throw h5::damaged_file(path, e);
   }
 }
 
@@ -924,8 +923,7 @@ LoadedModel import_zip(const std::string& path) {
                                 : "_layer_checkpoint_dependencies";
     load_zip_weights(label, weights, top, root);
   } catch (const H5::Exception& e) {
-    throw ModelFileError(label, "HDF5 error while reading it (" + e.getDetailMsg() +
-                                    "): the file looks truncated or damaged");
+    throw h5::damaged_file(label, e);
   }
   m.model->eval();
   return m;

@@ -205,8 +205,7 @@ LoadedModel load_kiln_model(const std::string& path) {
     m.model->eval();
     return m;
   } catch (const H5::Exception& e) {
-    throw ModelFileError(path, "HDF5 error while reading it (" + e.getDetailMsg() +
-                                   "): the file looks truncated or damaged");
+    throw h5::damaged_file(path, e);
   }
 }
 

@@ -137,8 +137,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     c.optimizer = read_group(f, "optimizer", path);
     return c;
   } catch (const H5::Exception& e) {
-    throw ModelFileError(path, "HDF5 error while reading it (" + e.getDetailMsg() +
-                                   "): the file looks truncated or damaged");
+    throw h5::damaged_file(path, e);
   }
 }
 
