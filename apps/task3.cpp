@@ -17,6 +17,7 @@
 #include "data/pcam.h"
 #include "layers/lab_models.h"
 #include "optim/adam.h"
+#include "optim/checkpoint.h"
 #include "optim/plot_history.h"
 
 namespace {
@@ -89,6 +90,45 @@ std::string figures_text(const Evaluation& e) {
   return "loss " + fixed(e.loss, 4) + "  accuracy " + fixed(e.accuracy, 4) + "  auc " + fixed(e.auc, 4);
 }
 
+// --evaluate-checkpoint: the model as a checkpoint left it, evaluated on the validation set
+// twice: with the moving batch-norm statistics training kept (what the lab's setting reports)
+// and after re-estimating them on clean training patches (what --bn-recalibrate reports).
+// Recalibration never changes the weights' path (batch norm trains on batch statistics and
+// the recalibration draws from its own stream), so evaluating a lab-setting run's checkpoints
+// this way shows exactly what the option would have printed in that run, given the same
+// --seed. Writes <out>/evaluation-epoch<N>.json.
+int evaluate_checkpoint(const std::string& path, const app::CommonFlags& f, const ImageSet& shape,
+                        const LabSplit& data, int64_t recal_batches) {
+  const Checkpoint checkpoint = [&] {
+    const cli::Deadline deadline(kProgram, path, 120);
+    return read_checkpoint(path);
+  }();
+  auto model = task3_model(shape.h, shape.w, shape.c, data.train.num_classes);
+  AdamW adamw(model->named_parameters());
+  Generator augmentation_stream;  // fit's, stored in the checkpoint; unused here
+  restore_checkpoint(checkpoint, path, *model, adamw, {{"fit.augmentation", &augmentation_stream}});
+  std::printf("task3: %s after %lld epoch(s); validation on %s patches\n", path.c_str(),
+              static_cast<long long>(checkpoint.epochs_done), app::grouped(data.valid.size()).c_str());
+  const Evaluation lab = evaluate(*model, data.valid, 256, true);
+  std::printf("  moving statistics (lab):  %s\n", figures_text(lab).c_str());
+  app::RecalibratedValidation recal(*model, data.train, data.valid,
+                                    {.batches = recal_batches, .batch_size = f.batch_size, .seed = f.seed, .auc = true});
+  const Evaluation recalibrated = recal.validate(checkpoint.epochs_done);
+  std::printf("  recalibrated statistics:  %s\n", figures_text(recalibrated).c_str());
+  app::make_output_dir(f.out_dir);
+  const std::string out = f.out_dir + "/evaluation-epoch" + std::to_string(checkpoint.epochs_done) + ".json";
+  app::write_json_file(out, {{"app", kProgram},
+                             {"checkpoint", path},
+                             {"epochs_done", checkpoint.epochs_done},
+                             {"seed", f.seed},
+                             {"recalibrate_batches", recal_batches},
+                             {"batch_size", f.batch_size},
+                             {"valid", {{"moving_statistics", app::figures_json(lab, true)},
+                                        {"recalibrated", app::figures_json(recalibrated, true)}}}});
+  std::printf("wrote %s\n", out.c_str());
+  return 0;
+}
+
 int run(int raw_argc, char** raw_argv) {
   app::CommandLine command_line(kProgram, raw_argc, raw_argv);
   const int argc = command_line.argc();
@@ -123,6 +163,11 @@ int run(int raw_argc, char** raw_argv) {
               "beyond the lab: 'constant' (the lab's) or 'cosine' (learning rate decays from 1e-3 "
               "along half a cosine over the epochs, set at the start of each epoch)",
               "constant");
+  args.option("evaluate-checkpoint", "FILE",
+              "instead of training: evaluate the model a checkpoint of this app holds on the "
+              "validation set with its moving batch-norm statistics and after recalibrating them "
+              "(--recalibrate-batches batches drawn with --seed; pass the run's seed to repeat "
+              "what --bn-recalibrate would print); writes <out>/evaluation-epoch<N>.json");
   args.parse(argc, argv);
   const app::CommonFlags f = app::read_common_flags(args, defaults);
   const int64_t train_limit = app::int_flag(args, "train-images", f.quick ? 1000 : 0, 0);
@@ -151,6 +196,8 @@ int run(int raw_argc, char** raw_argv) {
                                find_pcam_files(f.data_dir, "train").x_path + ") are " + std::to_string(train_raw.h) +
                                "x" + std::to_string(train_raw.w) + "x" + std::to_string(train_raw.c));
   const LabSplit data = prepare_pcam_lab(train_raw, valid_raw, test_raw);
+  if (args.has("evaluate-checkpoint"))
+    return evaluate_checkpoint(args.get("evaluate-checkpoint"), f, train_raw, data, recal_batches);
   const bool test_labelled = !data.test.labels.empty();
   app::make_output_dir(f.out_dir);
   const Augmentation augmentation = task3_augmentation();

@@ -207,6 +207,46 @@ TEST_F(AppsSmoke, Task3QuickWritesPredictionsForEveryTestImage) {
   expect_no_temporaries(out);
 }
 
+// --evaluate-checkpoint on a lab-setting run's last checkpoint reproduces that run's validation
+// figures with the moving statistics, and, after recalibration, the figures a run of the same
+// seed with --bn-recalibrate reported: the option changes what is evaluated, never the weights.
+TEST_F(AppsSmoke, Task3EvaluateCheckpointShowsWhatRecalibrationWouldReport) {
+  const std::string common = "--quick --threads 1 --train-images 280 --valid-images 100 --seed 3 --data-dir '" +
+                             kData + "/pcam'";
+  const fs::path lab = dir_ / "task3-lab", recal = dir_ / "task3-recal", ckpt = dir_ / "task3-ckpt";
+  const Result a = run_app("task3", common + " --no-bn-recalibrate --out '" + lab.string() +
+                                        "' --checkpoint-dir '" + ckpt.string() + "'",
+                           dir_ / "task3-lab.log");
+  ASSERT_EQ(a.status, 0) << a.output;
+  const Result b = run_app("task3", common + " --bn-recalibrate --out '" + recal.string() + "'", dir_ / "task3-recal.log");
+  ASSERT_EQ(b.status, 0) << b.output;
+  const fs::path eval_dir = dir_ / "task3-eval";
+  const Result e = run_app("task3", common + " --out '" + eval_dir.string() + "' --evaluate-checkpoint '" +
+                                        (ckpt / "run1.ckpt.h5").string() + "'",
+                           dir_ / "task3-eval.log");
+  ASSERT_EQ(e.status, 0) << e.output;
+  const json lab_valid = read_json(lab / "results.json")["runs"][0]["valid"];
+  const json recal_valid = read_json(recal / "results.json")["runs"][0]["valid"];
+  const json ev = read_json(eval_dir / "evaluation-epoch2.json");
+  EXPECT_EQ(ev["epochs_done"].get<int64_t>(), 2);
+  const json& moving = ev["valid"]["moving_statistics"];
+  const json& recalibrated = ev["valid"]["recalibrated"];
+  expect_figures(moving, "moving_statistics", true);
+  expect_figures(recalibrated, "recalibrated", true);
+  EXPECT_EQ(moving["accuracy"].get<double>(), lab_valid["accuracy"].get<double>());
+  EXPECT_EQ(moving["auc"].get<double>(), lab_valid["auc"].get<double>());
+  EXPECT_NEAR(moving["loss"].get<double>(), lab_valid["cross_entropy"].get<double>(), 1e-9);
+  EXPECT_EQ(recalibrated["accuracy"].get<double>(), recal_valid["accuracy"].get<double>());
+  EXPECT_EQ(recalibrated["auc"].get<double>(), recal_valid["auc"].get<double>());
+  EXPECT_NEAR(recalibrated["loss"].get<double>(), recal_valid["cross_entropy"].get<double>(), 1e-9);
+  // A checkpoint that is not one (the run's weights file) is refused by name.
+  const Result bad = run_app("task3", common + " --out '" + eval_dir.string() + "' --evaluate-checkpoint '" +
+                                          (lab / "run1" / "weights.h5").string() + "'",
+                             dir_ / "task3-bad.log");
+  EXPECT_EQ(bad.status, 1) << bad.output;
+  EXPECT_NE(bad.output.find("weights.h5"), std::string::npos) << bad.output;
+}
+
 TEST_F(AppsSmoke, HelpExitsZeroAndExplainsSeeds) {
   for (const char* app : {"task1", "task2", "task3"}) {
     const Result r = run_app(app, "--help", dir_ / "help.log");
