@@ -133,6 +133,55 @@ void BM_Sgemm(benchmark::State& state, Conv2dShape s, ConvGemm which) {
   report(state, (which == ConvGemm::kAllThree ? 3.0 : 1.0) * s.flops_forward(), s.N);
 }
 
+// Thin layers: the direct loops against im2col + sgemm on the lab's first layers (and task1's
+// second), forward and weight gradient. conv2d_forward / conv2d_backward_weight pick the
+// direct form where conv2d_prefers_direct says so; these benchmarks are what set that rule.
+enum class ConvForm { kDirect, kIm2col };
+enum class ConvPass { kForward, kWeightGrad };
+
+void BM_Conv2dForm(benchmark::State& state, Conv2dShape s, ConvPass pass, ConvForm form) {
+  ConvBuffers c(s);
+  for (auto _ : state) {
+    if (pass == ConvPass::kForward) {
+      if (form == ConvForm::kDirect) kiln::conv2d_forward_direct(c.s, c.x.data(), c.w.data(), c.b.data(), c.y.data());
+      else kiln::conv2d_forward_im2col(c.s, c.x.data(), c.w.data(), c.b.data(), c.y.data());
+      benchmark::DoNotOptimize(c.y.data());
+    } else {
+      if (form == ConvForm::kDirect)
+        kiln::conv2d_backward_weight_direct(c.s, c.x.data(), c.dy.data(), c.dw.data(), c.db.data());
+      else kiln::conv2d_backward_weight_im2col(c.s, c.x.data(), c.dy.data(), c.dw.data(), c.db.data());
+      benchmark::DoNotOptimize(c.dw.data());
+    }
+  }
+  report(state, s.flops_forward(), s.N);
+}
+
+Conv2dShape task1_conv1() { return Conv2dShape::make(256, 28, 28, 1, 3, 3, 4, 1, true); }
+Conv2dShape task1_conv2() { return Conv2dShape::make(256, 14, 14, 4, 3, 3, 8, 1, true); }
+Conv2dShape task2_conv1() { return Conv2dShape::make(16, 28, 28, 1, 3, 3, 64, 1, true); }
+Conv2dShape task3_conv1() { return Conv2dShape::make(70, 32, 32, 3, 3, 3, 128, 1, true); }
+
+#define KILN_CONV_FORMS(name, shape)                                                                     \
+  BENCHMARK_CAPTURE(BM_Conv2dForm, name##_forward_direct, shape(), ConvPass::kForward, ConvForm::kDirect) \
+      ->UseRealTime()                                                                                    \
+      ->Unit(benchmark::kMicrosecond);                                                                   \
+  BENCHMARK_CAPTURE(BM_Conv2dForm, name##_forward_im2col, shape(), ConvPass::kForward, ConvForm::kIm2col) \
+      ->UseRealTime()                                                                                    \
+      ->Unit(benchmark::kMicrosecond);                                                                   \
+  BENCHMARK_CAPTURE(BM_Conv2dForm, name##_weight_grad_direct, shape(), ConvPass::kWeightGrad,           \
+                    ConvForm::kDirect)                                                                   \
+      ->UseRealTime()                                                                                    \
+      ->Unit(benchmark::kMicrosecond);                                                                   \
+  BENCHMARK_CAPTURE(BM_Conv2dForm, name##_weight_grad_im2col, shape(), ConvPass::kWeightGrad,           \
+                    ConvForm::kIm2col)                                                                   \
+      ->UseRealTime()                                                                                    \
+      ->Unit(benchmark::kMicrosecond)
+
+KILN_CONV_FORMS(task1_conv1_b256, task1_conv1);
+KILN_CONV_FORMS(task1_conv2_b256, task1_conv2);
+KILN_CONV_FORMS(task2_conv1_b16, task2_conv1);
+KILN_CONV_FORMS(task3_conv1_b70, task3_conv1);
+
 // The pool and batch norm that follow that conv in the Task 2 model, for scale.
 void BM_MaxPool2dFwdBwd(benchmark::State& state) {
   const kiln::Pool2dShape s = kiln::Pool2dShape::make(16, 28, 28, 64, 2, 2, false);

@@ -200,6 +200,32 @@ TEST_P(Conv2dKernels, BackwardWeightMatchesNaiveAndAccumulates) {
   EXPECT_LE(relative_error(dw_only, naive_dw), kTolerance);
 }
 
+// conv2d_forward and conv2d_backward_weight pick one of two forms by shape; each form must be
+// right on every shape, whichever the rule picks.
+TEST_P(Conv2dKernels, DirectAndIm2colFormsBothMatchNaive) {
+  const ConvData d(GetParam().shape());
+  const size_t out = static_cast<size_t>(d.s.rows() * d.s.F);
+  std::vector<float> naive(out);
+  conv2d_forward_naive(d.s, d.x.data(), d.w.data(), d.b.data(), naive.data());
+  const int64_t nw = d.s.KH * d.s.KW * d.s.C * d.s.F;
+  std::vector<float> naive_dw(static_cast<size_t>(nw), 0.0f), naive_db(d.s.F, 0.0f);
+  conv2d_backward_weight_naive(d.s, d.x.data(), d.dy.data(), naive_dw.data(), naive_db.data());
+  const std::vector<float> start_dw = random_floats(nw, 6);
+  const std::vector<float> start_db = random_floats(d.s.F, 7);
+  for (const bool direct : {true, false}) {
+    SCOPED_TRACE(direct ? "direct" : "im2col");
+    std::vector<float> y(out, std::numeric_limits<float>::quiet_NaN());
+    if (direct) conv2d_forward_direct(d.s, d.x.data(), d.w.data(), d.b.data(), y.data());
+    else conv2d_forward_im2col(d.s, d.x.data(), d.w.data(), d.b.data(), y.data());
+    EXPECT_LE(relative_error(y, naive), kTolerance);
+    std::vector<float> dw = start_dw, db = start_db;
+    if (direct) conv2d_backward_weight_direct(d.s, d.x.data(), d.dy.data(), dw.data(), db.data());
+    else conv2d_backward_weight_im2col(d.s, d.x.data(), d.dy.data(), dw.data(), db.data());
+    EXPECT_LE(relative_error(minus(dw, start_dw), naive_dw), kTolerance);
+    EXPECT_LE(relative_error(minus(db, start_db), naive_db), kTolerance);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, Conv2dKernels,
     testing::Values(
@@ -227,6 +253,14 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{"n2_7x5_c16_f8_k5_s1_same", 2, 7, 5, 16, 5, 8, 1, true},
         ConvCase{"n1_3x3_c16_f8_k5_s1_same", 1, 3, 3, 16, 5, 8, 1, true},
         ConvCase{"n2_9x7_c32_f1_k3_s1_same", 2, 9, 7, 32, 3, 1, 1, true},
+        // Thin layers (the direct form): compile-time filter counts 4/16/32/64 and others,
+        // strides, even kernels, 1x1 with stride 2.
+        ConvCase{"n2_9x7_c1_f4_k3_s2_same", 2, 9, 7, 1, 3, 4, 2, true},
+        ConvCase{"n3_28x28_c1_f4_k3_s1_same", 3, 28, 28, 1, 3, 4, 1, true},
+        ConvCase{"n2_6x5_c1_f64_k3_s1_same", 2, 6, 5, 1, 3, 64, 1, true},
+        ConvCase{"n2_7x6_c1_f16_k3_s2_valid", 2, 7, 6, 1, 3, 16, 2, false},
+        ConvCase{"n1_8x8_c2_f5_k2_s1_same", 1, 8, 8, 2, 2, 5, 1, true},
+        ConvCase{"n2_5x5_c1_f32_k1_s2_same", 2, 5, 5, 1, 1, 32, 2, true},
         // Several chunks of whole images, then chunks that split an image.
         ConvCase{"chunked_n4_32x32_c64_f8_k3_s1_same", 4, 32, 32, 64, 3, 8, 1, true},
         ConvCase{"chunked_n2_70x66_c64_f4_k3_s1_same", 2, 70, 66, 64, 3, 4, 1, true},

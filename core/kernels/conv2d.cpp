@@ -336,6 +336,15 @@ void col2im(const Conv2dShape& s, const float* dcols, int64_t row_begin, int64_t
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* b,
                     float* y) {
+  if (conv2d_forward_prefers_direct(s)) {
+    conv2d_forward_direct(s, x, w, b, y);
+  } else {
+    conv2d_forward_im2col(s, x, w, b, y);
+  }
+}
+
+void conv2d_forward_im2col(const Conv2dShape& s, const float* x, const float* w, const float* b,
+                           float* y) {
   const int64_t M = s.rows();
   const int64_t K = s.cols();
   const int64_t F = s.F;
@@ -384,6 +393,15 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w
 
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw,
                             float* db) {
+  if (conv2d_weight_grad_prefers_direct(s)) {
+    conv2d_backward_weight_direct(s, x, dy, dw, db);
+  } else {
+    conv2d_backward_weight_im2col(s, x, dy, dw, db);
+  }
+}
+
+void conv2d_backward_weight_im2col(const Conv2dShape& s, const float* x, const float* dy, float* dw,
+                                   float* db) {
   const int64_t M = s.rows();
   const int64_t K = s.cols();
   const int64_t F = s.F;

@@ -33,6 +33,24 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw,
                             float* db);
 
+// Thin layers, whose im2col matrix has at most kConv2dDirectMaxColumns columns (3x3 kernels
+// on 1-channel images), run as direct loops (conv2d_direct.cpp) instead of im2col + sgemm:
+// the forward pass up to kConv2dDirectMaxForwardFilters filters, the weight gradient up to
+// kConv2dDirectMaxWeightGradFilters. The limits come from bench/bench_kernels.cpp
+// (BM_Conv2dForm) on the lab's layers; both forms are exposed so tests and benchmarks can
+// compare them.
+constexpr int64_t kConv2dDirectMaxColumns = 9;
+constexpr int64_t kConv2dDirectMaxForwardFilters = 16;
+constexpr int64_t kConv2dDirectMaxWeightGradFilters = 64;
+bool conv2d_forward_prefers_direct(const Conv2dShape& s);
+bool conv2d_weight_grad_prefers_direct(const Conv2dShape& s);
+void conv2d_forward_direct(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);
+void conv2d_backward_weight_direct(const Conv2dShape& s, const float* x, const float* dy, float* dw,
+                                   float* db);
+void conv2d_forward_im2col(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);
+void conv2d_backward_weight_im2col(const Conv2dShape& s, const float* x, const float* dy, float* dw,
+                                   float* db);
+
 // Direct loops, no GEMM: the test oracle. Same contracts as above.
 void conv2d_forward_naive(const Conv2dShape& s, const float* x, const float* w, const float* b,
                           float* y);
