@@ -279,26 +279,30 @@ bool conv2d_weight_grad_prefers_direct(const Conv2dShape& s) {
   return s.cols() <= kConv2dDirectMaxColumns && s.F <= kConv2dDirectMaxWeightGradFilters;
 }
 
-void conv2d_forward_direct(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y) {
-  switch (s.F) {
-    case 4: forward_all<4>(s, x, w, b, y); break;
-    case 8: forward_all<8>(s, x, w, b, y); break;
-    case 16: forward_all<16>(s, x, w, b, y); break;
-    case 32: forward_all<32>(s, x, w, b, y); break;
-    case 64: forward_all<64>(s, x, w, b, y); break;
-    default: forward_all<0>(s, x, w, b, y); break;
+namespace {
+
+// Calls body.template operator()<FT>() with FT = F for the filter counts that get a
+// compile-time instance, else FT = 0 (any F).
+template <typename Body>
+void with_filter_count(int64_t F, Body&& body) {
+  switch (F) {
+    case 4: body.template operator()<4>(); break;
+    case 8: body.template operator()<8>(); break;
+    case 16: body.template operator()<16>(); break;
+    case 32: body.template operator()<32>(); break;
+    case 64: body.template operator()<64>(); break;
+    default: body.template operator()<0>(); break;
   }
 }
 
+}  // namespace
+
+void conv2d_forward_direct(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y) {
+  with_filter_count(s.F, [&]<int64_t FT>() { forward_all<FT>(s, x, w, b, y); });
+}
+
 void conv2d_backward_weight_direct(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db) {
-  switch (s.F) {
-    case 4: weight_grad_all<4>(s, x, dy, dw, db); break;
-    case 8: weight_grad_all<8>(s, x, dy, dw, db); break;
-    case 16: weight_grad_all<16>(s, x, dy, dw, db); break;
-    case 32: weight_grad_all<32>(s, x, dy, dw, db); break;
-    case 64: weight_grad_all<64>(s, x, dy, dw, db); break;
-    default: weight_grad_all<0>(s, x, dy, dw, db); break;
-  }
+  with_filter_count(s.F, [&]<int64_t FT>() { weight_grad_all<FT>(s, x, dy, dw, db); });
 }
 
 }  // namespace kiln
