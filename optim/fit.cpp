@@ -13,6 +13,7 @@
 #include "data/augment.h"
 #include "layers/model_file.h"
 #include "optim/checkpoint.h"
+#include "optim/distributed.h"
 #include "optim/metrics.h"
 #include "optim/progress.h"
 
@@ -35,6 +36,25 @@ std::string figures(double loss, double acc, bool has_auc, double auc, const cha
   return buf;
 }
 
+// What every rank must agree on before data-parallel training: the data (size, shape and a
+// sample of its values) and the settings that decide the batches.
+uint64_t data_and_settings_hash(const Dataset& train, const FitOptions& o) {
+  uint64_t h = mix64(static_cast<uint64_t>(train.size()));
+  for (const int64_t d : train.x.shape()) h = mix64(h ^ static_cast<uint64_t>(d));
+  const int64_t n = train.x.numel();
+  for (int64_t i = 0; i < 64 && n > 0; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, train.x.data() + (i * 7919 * 104729) % n, sizeof bits);
+    h = mix64(h ^ bits);
+  }
+  for (const int32_t label : train.labels) h = mix64(h ^ static_cast<uint64_t>(label));
+  for (const int64_t v : {o.epochs, o.batch_size, o.validation_freq, static_cast<int64_t>(o.seed),
+                          static_cast<int64_t>(o.shuffle), static_cast<int64_t>(o.auc),
+                          static_cast<int64_t>(o.augmentation != nullptr), static_cast<int64_t>(o.resume)})
+    h = mix64(h ^ static_cast<uint64_t>(v));
+  return h;
+}
+
 }  // namespace
 
 History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& o) {
@@ -44,6 +64,10 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
   check_arg(train.size() > 0, "fit", "the training set is empty");
   check_arg(model.ends_in_softmax(), "fit",
             "the model must end in a softmax (fit trains with softmax + categorical cross-entropy)");
+  Communicator* comm = o.communicator != nullptr && o.communicator->size() > 1 ? o.communicator : nullptr;
+  const int rank = comm ? comm->rank() : 0;
+  const int ranks = comm ? comm->size() : 1;
+  const bool quiet = o.quiet || rank != 0;
   History history;
   history.has_auc = o.auc;
   Batcher batcher(train, o.batch_size, o.seed, o.shuffle);
@@ -62,17 +86,26 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     restore_checkpoint(c, o.checkpoint_path, model, optimizer, fit_generators);
     history = c.history;
     first_epoch = c.epochs_done;
-    if (!o.quiet)
+    if (!quiet)
       std::printf("resumed from %s after epoch %lld of %lld\n", o.checkpoint_path.c_str(),
                   static_cast<long long>(first_epoch), static_cast<long long>(o.epochs));
   }
   const bool validates = o.validation != nullptr || static_cast<bool>(o.validate);
+  if (comm) {
+    NamedTensors parameters = model.named_parameters(), buffers = model.named_buffers();
+    check_same(*comm, "the model (its parameters' and buffers' names and shapes)",
+               structure_hash(parameters) ^ mix64(structure_hash(buffers)));
+    check_same(*comm, "the training data or the fit settings", data_and_settings_hash(train, o));
+    check_same(*comm, "where training starts (the epoch a checkpoint resumes after)", static_cast<uint64_t>(first_epoch));
+    broadcast_tensors(*comm, parameters);
+    broadcast_tensors(*comm, buffers);
+  }
 
   for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
     if (o.on_epoch_begin) o.on_epoch_begin(epoch, optimizer);
     model.train();
     ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(o.epochs), steps,
-                    o.quiet);
+                    quiet);
     batcher.start_epoch(epoch);
     double loss_sum = 0;
     int64_t correct = 0, seen = 0, step = 0;
@@ -80,39 +113,62 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     std::vector<int32_t> score_labels;
     while (batcher.next()) {
       const Batch& b = batcher.batch();
-      const Tensor x = o.augmentation ? (*o.augmentation)(b.x, augment_rng, true) : b.x;
-      Tensor logits = model.forward_logits(x);
-      Tensor loss = softmax_cross_entropy(logits, b.y_onehot);
-      Tensor reg = model.regularization_loss();
-      if (reg.defined()) loss = add(loss, reg);
+      // Every rank augments the whole global batch with the same stream (so the draws do not
+      // depend on the number of ranks) and keeps its shard of rows.
+      const Tensor x_all = o.augmentation ? (*o.augmentation)(b.x, augment_rng, true) : b.x;
+      const int64_t lo = b.size() * rank / ranks, hi = b.size() * (rank + 1) / ranks;
+      const int64_t n = hi - lo;
       optimizer.zero_grad();
-      loss.backward();
+      double figures_now[3] = {0, 0, static_cast<double>(n)};  // loss * rows, correct, rows
+      if (n > 0) {
+        const Tensor x = comm ? x_all.slice(lo, hi) : x_all;
+        const Tensor y = comm ? b.y_onehot.slice(lo, hi) : b.y_onehot;
+        const std::vector<int32_t> labels(b.labels.begin() + lo, b.labels.begin() + hi);
+        Tensor logits = model.forward_logits(x);
+        Tensor loss = softmax_cross_entropy(logits, y);
+        Tensor reg = model.regularization_loss();
+        if (reg.defined()) loss = add(loss, reg);
+        loss.backward();
+        figures_now[0] = static_cast<double>(loss.item()) * n;
+        figures_now[1] = std::llround(accuracy(logits, labels) * n);
+        if (o.auc) {
+          NoGradGuard no_grad;
+          append_positive_scores(softmax(logits), scores);
+          score_labels.insert(score_labels.end(), labels.begin(), labels.end());
+        }
+      }
+      if (comm) {
+        allreduce_gradients(*comm, optimizer.params(), static_cast<float>(n) / static_cast<float>(b.size()));
+        comm->allreduce_sum(figures_now, 3);
+      }
       optimizer.step();
 
-      const float l = loss.item();
+      const double l = figures_now[0] / figures_now[2];
       if (!std::isfinite(l))
         throw std::runtime_error("fit: the loss became " + std::to_string(l) + " at epoch " +
                                  std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) +
                                  " (try a lower learning rate)");
-      loss_sum += static_cast<double>(l) * b.size();
-      correct += static_cast<int64_t>(std::llround(accuracy(logits, b.labels) * b.size()));
-      seen += b.size();
-      if (o.auc) {
-        NoGradGuard no_grad;
-        append_positive_scores(softmax(logits), scores);
-        score_labels.insert(score_labels.end(), b.labels.begin(), b.labels.end());
-      }
+      loss_sum += figures_now[0];
+      correct += static_cast<int64_t>(figures_now[1]);
+      seen += static_cast<int64_t>(figures_now[2]);
       ++step;
       bar.update(step, figures(loss_sum / seen, static_cast<double>(correct) / seen, false, 0));
+    }
+    if (comm && o.auc) {
+      // The epoch's scores from every rank, on rank 0 (the AUC does not depend on their order).
+      std::vector<float> label_values(score_labels.begin(), score_labels.end());
+      scores = comm->gather(scores, 0);
+      label_values = comm->gather(label_values, 0);
+      score_labels.assign(label_values.begin(), label_values.end());
     }
 
     EpochLog log;
     log.epoch = epoch + 1;
     log.loss = loss_sum / seen;
     log.accuracy = static_cast<double>(correct) / seen;
-    if (o.auc) log.auc = roc_auc(scores, score_labels);
+    if (o.auc && rank == 0) log.auc = roc_auc(scores, score_labels);
     std::string text = figures(log.loss, log.accuracy, o.auc, log.auc);
-    if (validates && (epoch + 1) % o.validation_freq == 0) {
+    if (validates && rank == 0 && (epoch + 1) % o.validation_freq == 0) {
       const Evaluation v = o.validate ? o.validate(epoch + 1)
                                       : evaluate(model, *o.validation, std::max<int64_t>(o.batch_size, 256), o.auc);
       log.validated = true;
@@ -125,9 +181,11 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     bar.finish(text);
     history.epochs.push_back(log);
     const bool last = epoch + 1 == o.epochs;
-    if (!o.checkpoint_path.empty() && (last || (o.checkpoint_every > 0 && (epoch + 1) % o.checkpoint_every == 0)))
+    if (rank == 0 && !o.checkpoint_path.empty() && (last || (o.checkpoint_every > 0 && (epoch + 1) % o.checkpoint_every == 0)))
       save_checkpoint(o.checkpoint_path, model, optimizer, fit_generators, epoch + 1, history, o.checkpoint_note);
   }
+  // Every rank returns once rank 0's checkpoint and validation are done.
+  if (comm) comm->barrier();
   model.train();
   return history;
 }

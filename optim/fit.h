@@ -18,6 +18,7 @@
 namespace kiln {
 
 class Augmentation;
+class Communicator;
 
 struct Evaluation {
   double loss = 0, accuracy = 0, auc = 0;
@@ -50,6 +51,13 @@ struct FitOptions {
   // its epoch. The result is bit-identical to a run that never stopped (same seed and thread
   // count). A checkpoint of all epochs returns its history without training.
   bool resume = false;
+  // Data-parallel training over several processes (optim/distributed.h); null or a
+  // communicator of size 1: this process alone. With several ranks, every rank calls fit with
+  // the same data and options; each computes its shard of every global batch of batch_size
+  // rows, gradients are averaged before each step, and only rank 0 prints progress, validates
+  // and writes checkpoints (the History returned on other ranks has no validation figures).
+  // Resuming reads checkpoint_path on every rank (a path all ranks see).
+  Communicator* communicator = nullptr;
 };
 
 struct EpochLog {

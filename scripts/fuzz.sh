@@ -13,7 +13,7 @@ seed="${KILN_FUZZ_SEED:-1}"
 jobs="$(nproc 2>/dev/null || echo 2)"
 cmake -S "$root" -B "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DCMAKE_CXX_COMPILER=clang++ -DKILN_FUZZ=ON -DKILN_BUILD_TESTS=OFF -DKILN_BUILD_BENCH=OFF \
-  -DKILN_BUILD_APPS=OFF >/dev/null
+  -DKILN_BUILD_APPS=OFF -DKILN_MPI=OFF >/dev/null
 cmake --build "$root/build-fuzz" -j "$jobs" --target fuzz_idx fuzz_hdf5 fuzz_keras_config
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
