@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <new>
 #include <system_error>
+#include <thread>
 
 #include "core/autograd.h"
 #include "core/parallel.h"
@@ -68,6 +70,11 @@ void add_common_flags(cli::Args& args, const CommonDefaults& d) {
   args.option("resume", "DIR",
               "continue the run checkpointed in DIR with the arguments it was started with; the result "
               "is bit-identical to an uninterrupted run on the same thread count");
+  args.flag("distributed",
+            "data-parallel training over MPI: start the app with `mpirun -np N` (on automatically "
+            "when mpirun starts it); each rank computes its share of every batch of --batch-size "
+            "images, rank 0 prints and writes the outputs, --threads defaults to this machine's "
+            "cores divided by its ranks");
 }
 
 void check_checkpoint(const std::string& program, const std::string& path) {
@@ -109,7 +116,9 @@ CommandLine::CommandLine(const std::string& program, int argc, char** argv) {
     args_.push_back(resume_dir);
   } else {
     args_ = given;
-    if (!checkpoint_dir.empty() && std::find(given.begin(), given.end(), "--help") == given.end()) {
+    // Under mpirun only rank 0 stores the arguments (every rank is started with the same ones).
+    if (!checkpoint_dir.empty() && launcher_rank() == 0 &&
+        std::find(given.begin(), given.end(), "--help") == given.end()) {
       std::error_code ec;
       if (std::filesystem::exists(stored, ec))
         throw UsageError("--checkpoint-dir " + checkpoint_dir + " already holds a run (" + stored +
@@ -130,6 +139,50 @@ int64_t int_flag(const cli::Args& args, const std::string& name, int64_t fallbac
   return v;
 }
 
+int launcher_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"})
+    if (const char* v = std::getenv(name)) return std::atoi(v);
+  return 0;
+}
+
+namespace {
+
+// Ranks on this machine under the launcher (1 when unknown).
+int local_ranks() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"})
+    if (const char* v = std::getenv(name)) return std::max(1, std::atoi(v));
+  return 1;
+}
+
+// Removes a non-zero rank's scratch output directory when the app ends.
+struct ScratchDir {
+  std::string path;
+  ~ScratchDir() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+};
+ScratchDir scratch_dir;
+
+void join_distributed(CommonFlags& f) {
+  if (!built_with_mpi())
+    throw UsageError("--distributed needs MPI, and this kiln was built without it (install libopenmpi-dev and "
+                     "openmpi-bin, then configure and build again)");
+  Communicator& world = mpi_world();
+  if (world.size() == 1) return;  // mpirun -np 1, or started alone: nothing to share
+  f.communicator = &world;
+  f.rank = world.rank();
+  // The cores of this machine are shared by its ranks: by default each takes its part.
+  if (f.threads == 0) f.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks());
+  if (f.rank != 0) {
+    if (!std::freopen("/dev/null", "w", stdout)) throw std::runtime_error("cannot silence stdout on rank " + std::to_string(f.rank));
+    f.out_dir = f.out_dir + "/.rank" + std::to_string(f.rank);
+    scratch_dir.path = f.out_dir;
+  }
+}
+
+}  // namespace
+
 CommonFlags read_common_flags(const cli::Args& args, const CommonDefaults& d) {
   CommonFlags f;
   f.quick = args.has("quick");
@@ -147,6 +200,7 @@ CommonFlags read_common_flags(const cli::Args& args, const CommonDefaults& d) {
   f.checkpoint_every = int_flag(args, "checkpoint-every", 0, 1);
   if (args.has("checkpoint-every") && f.checkpoint_dir.empty())
     throw UsageError("--checkpoint-every needs --checkpoint-dir DIR");
+  if (args.has("distributed") || launched_by_mpi()) join_distributed(f);
   return f;
 }
 

@@ -16,6 +16,7 @@
 #include "apps/cli.h"
 #include "data/dataset.h"
 #include "layers/module.h"
+#include "optim/distributed.h"
 #include "optim/fit.h"
 
 namespace kiln::app {
@@ -49,7 +50,16 @@ struct CommonFlags {
   bool resume = false;
   // checkpoint_dir/run<r>.ckpt.h5 (r 1-based), or "" without checkpoints.
   std::string checkpoint_path(int64_t run) const;
+  // Data-parallel training (--distributed, or started by mpirun): the MPI world, else null.
+  // On ranks other than 0 the app's stdout goes to /dev/null and out_dir is a private scratch
+  // directory inside the real one (removed when the app ends), so the outputs are rank 0's.
+  Communicator* communicator = nullptr;
+  int rank = 0;
 };
+
+// The rank this process has under an MPI launcher (from the environment, before MPI starts;
+// 0 when not launched by one).
+int launcher_rank();
 
 // The command line an app parses. `--resume DIR` (the only flag then) is replaced by the
 // arguments stored in DIR/args.json when the checkpointed run started, followed by
@@ -70,8 +80,8 @@ class CommandLine {
 // damaged checkpoint ends in a clear error instead of a hang inside libhdf5.
 void check_checkpoint(const std::string& program, const std::string& path);
 
-// Declares --data-dir --out --seed --threads --epochs --batch-size --runs --quick and the
-// checkpoint flags --checkpoint-dir --checkpoint-every --resume.
+// Declares --data-dir --out --seed --threads --epochs --batch-size --runs --quick, the
+// checkpoint flags --checkpoint-dir --checkpoint-every --resume, and --distributed.
 void add_common_flags(cli::Args& args, const CommonDefaults& defaults);
 // Reads them back; throws UsageError naming the flag for a value out of range.
 CommonFlags read_common_flags(const cli::Args& args, const CommonDefaults& defaults);

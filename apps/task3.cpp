@@ -260,7 +260,8 @@ int run(int raw_argc, char** raw_argv) {
     FitOptions options{.epochs = f.epochs, .batch_size = f.batch_size, .validation = &data.valid,
                        .validation_freq = valid_freq, .seed = seed, .auc = true, .augmentation = &augmentation,
                        .on_epoch_begin = {}, .validate = {}, .checkpoint_path = f.checkpoint_path(r + 1),
-                       .checkpoint_every = f.checkpoint_every, .checkpoint_note = "", .resume = f.resume};
+                       .checkpoint_every = f.checkpoint_every, .checkpoint_note = "", .resume = f.resume,
+                       .communicator = f.communicator};
     if (recalibrate) options.validate = [&](int64_t epoch) { return recal.validate(epoch); };
     options.on_epoch_begin = [&](int64_t epoch, Optimizer& opt) {
       if (schedule == "cosine") {

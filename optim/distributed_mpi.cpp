@@ -1,4 +1,7 @@
 // The MPI communicator (compiled only when kiln is built with MPI).
+// Only the C API: Open MPI would otherwise pull in its deprecated C++ bindings.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
 #include <climits>
