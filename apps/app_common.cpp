@@ -75,6 +75,10 @@ void add_common_flags(cli::Args& args, const CommonDefaults& d) {
             "when mpirun starts it); each rank computes its share of every batch of --batch-size "
             "images, rank 0 prints and writes the outputs, --threads defaults to this machine's "
             "cores divided by its ranks");
+  args.flag("sync-batch-norm",
+            "with several ranks: batch normalisation uses the statistics of the whole batch, summed "
+            "over the ranks (as one process would), instead of each rank's share (the default, "
+            "cheaper); every batch then needs at least one image per rank");
 }
 
 void check_checkpoint(const std::string& program, const std::string& path) {
@@ -200,6 +204,7 @@ CommonFlags read_common_flags(const cli::Args& args, const CommonDefaults& d) {
   f.checkpoint_every = int_flag(args, "checkpoint-every", 0, 1);
   if (args.has("checkpoint-every") && f.checkpoint_dir.empty())
     throw UsageError("--checkpoint-every needs --checkpoint-dir DIR");
+  f.sync_batch_norm = args.has("sync-batch-norm");
   if (args.has("distributed") || launched_by_mpi()) join_distributed(f);
   return f;
 }

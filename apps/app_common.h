@@ -55,6 +55,8 @@ struct CommonFlags {
   // directory inside the real one (removed when the app ends), so the outputs are rank 0's.
   Communicator* communicator = nullptr;
   int rank = 0;
+  // --sync-batch-norm: batch statistics over the global batch (FitOptions::sync_batch_norm).
+  bool sync_batch_norm = false;
 };
 
 // The rank this process has under an MPI launcher (from the environment, before MPI starts;
@@ -81,7 +83,8 @@ class CommandLine {
 void check_checkpoint(const std::string& program, const std::string& path);
 
 // Declares --data-dir --out --seed --threads --epochs --batch-size --runs --quick, the
-// checkpoint flags --checkpoint-dir --checkpoint-every --resume, and --distributed.
+// checkpoint flags --checkpoint-dir --checkpoint-every --resume, --distributed and
+// --sync-batch-norm.
 void add_common_flags(cli::Args& args, const CommonDefaults& defaults);
 // Reads them back; throws UsageError naming the flag for a value out of range.
 CommonFlags read_common_flags(const cli::Args& args, const CommonDefaults& defaults);

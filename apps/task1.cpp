@@ -174,7 +174,8 @@ int run(int raw_argc, char** raw_argv) {
                                  .on_epoch_begin = {}, .validate = {},
                                  .checkpoint_path = f.checkpoint_path(r + 1),
                                  .checkpoint_every = f.checkpoint_every, .checkpoint_note = "",
-                                 .resume = f.resume, .communicator = f.communicator});
+                                 .resume = f.resume, .communicator = f.communicator,
+                                 .sync_batch_norm = f.sync_batch_norm});
     const Evaluation train_eval = evaluate(*model, split.train);
     const Evaluation test_eval = evaluate(*model, split.test);
 

@@ -164,7 +164,7 @@ int run(int raw_argc, char** raw_argv) {
                        .validation_freq = valid_freq, .seed = seed, .augmentation = &augmentation,
                        .on_epoch_begin = {}, .validate = {}, .checkpoint_path = f.checkpoint_path(r + 1),
                        .checkpoint_every = f.checkpoint_every, .checkpoint_note = "", .resume = f.resume,
-                       .communicator = f.communicator};
+                       .communicator = f.communicator, .sync_batch_norm = f.sync_batch_norm};
     if (recalibrate) options.validate = [&](int64_t epoch) { return recal.validate(epoch); };
     History history = fit(*model, adam, split.train, options);
     if (recalibrate) recal.finish(history);

@@ -261,7 +261,7 @@ int run(int raw_argc, char** raw_argv) {
                        .validation_freq = valid_freq, .seed = seed, .auc = true, .augmentation = &augmentation,
                        .on_epoch_begin = {}, .validate = {}, .checkpoint_path = f.checkpoint_path(r + 1),
                        .checkpoint_every = f.checkpoint_every, .checkpoint_note = "", .resume = f.resume,
-                       .communicator = f.communicator};
+                       .communicator = f.communicator, .sync_batch_norm = f.sync_batch_norm};
     if (recalibrate) options.validate = [&](int64_t epoch) { return recal.validate(epoch); };
     options.on_epoch_begin = [&](int64_t epoch, Optimizer& opt) {
       if (schedule == "cosine") {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/kernels/batch_norm.h"
 #include "core/tensor.h"
 
 namespace kiln {
@@ -77,10 +78,11 @@ Tensor max_pool2d(const Tensor& x, int kernel = 2, int stride = 2, Padding paddi
 // running = momentum * running + (1 - momentum) * batch (Keras' convention; running_var
 // uses the biased batch variance). Inference: uses the running statistics.
 // gamma, beta, running_mean, running_var: [C]. Running statistics are updated in place and
-// are not differentiated.
+// are not differentiated. With sync (training only), the batch is split over processes and
+// its statistics are those of every process's rows together (synchronised batch norm).
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                   Tensor& running_mean, Tensor& running_var, bool training,
-                  float momentum = 0.99f, float eps = 1e-3f);
+                  float momentum = 0.99f, float eps = 1e-3f, const BatchStatsReduce& sync = {});
 
 // Inverted dropout: in training each element is zeroed with probability `rate` and the
 // rest scaled by 1/(1-rate); the mask depends only on (seed, element index). Identity when

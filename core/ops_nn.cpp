@@ -70,7 +70,8 @@ Tensor max_pool2d(const Tensor& x, int kernel, int stride, Padding padding) {
 }
 
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                  Tensor& running_var, bool training, float momentum, float eps) {
+                  Tensor& running_var, bool training, float momentum, float eps,
+                  const BatchStatsReduce& sync) {
   check_arg(x.dim() >= 1, "batch_norm", "input " + shape_str(x.shape()) + " has no channel axis");
   const int64_t C = x.size(-1);
   const int64_t M = C ? x.numel() / C : 0;
@@ -83,24 +84,28 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   Tensor out = Tensor::empty(x.shape());
 
   if (training) {
-    check_arg(M > 1, "batch_norm",
+    // Synchronised, every process's rows count (one row here is enough; fit checks that
+    // each process has rows).
+    check_arg(M > 1 || (sync && M > 0), "batch_norm",
               "training needs more than one value per channel, got input " + shape_str(x.shape()));
     auto mean = std::make_shared<std::vector<float>>(C);
     auto inv_std = std::make_shared<std::vector<float>>(C);
     std::vector<float> var(C);
-    batch_norm_forward_train(M, C, x.data(), gamma.data(), beta.data(), eps, out.data(),
-                             mean->data(), var.data(), inv_std->data());
+    const BatchStatsReduce* reduce = sync ? &sync : nullptr;
+    const int64_t rows = batch_norm_forward_train(M, C, x.data(), gamma.data(), beta.data(), eps, out.data(),
+                                                  mean->data(), var.data(), inv_std->data(), reduce);
     float* rm = running_mean.data();
     float* rv = running_var.data();
     for (int64_t c = 0; c < C; ++c) {
       rm[c] = momentum * rm[c] + (1.0f - momentum) * (*mean)[c];
       rv[c] = momentum * rv[c] + (1.0f - momentum) * var[c];
     }
-    record(out, "batch_norm", {x, gamma, beta}, [x, gamma, beta, mean, inv_std, M, C](const Tensor& g) {
+    record(out, "batch_norm", {x, gamma, beta}, [x, gamma, beta, mean, inv_std, M, C, sync, rows](const Tensor& g) {
       batch_norm_backward_train(M, C, x.data(), gamma.data(), mean->data(), inv_std->data(),
                                 g.data(), x.requires_grad() ? x.grad_data() : nullptr,
                                 gamma.requires_grad() ? gamma.grad_data() : nullptr,
-                                beta.requires_grad() ? beta.grad_data() : nullptr);
+                                beta.requires_grad() ? beta.grad_data() : nullptr,
+                                sync ? &sync : nullptr, rows);
     });
     return out;
   }

@@ -3,6 +3,8 @@
 // batch statistics and updates the moving ones with `momentum`; inference uses the moving ones.
 #pragma once
 
+#include <utility>
+
 #include "core/ops.h"
 #include "layers/module.h"
 
@@ -25,8 +27,12 @@ class BatchNorm2d : public Module {
   }
   Tensor forward(const Tensor& x) override {
     return batch_norm(x, *gamma_, *beta_, *moving_mean_, *moving_var_, is_training(), o_.momentum,
-                      o_.epsilon);
+                      o_.epsilon, sync_);
   }
+  // Synchronised batch norm: training batches take their statistics over the rows of every
+  // process (reduce sums them); an empty function turns it off. fit() sets it for the
+  // training steps of FitOptions::sync_batch_norm.
+  void synchronise(BatchStatsReduce reduce) { sync_ = std::move(reduce); }
   std::string type_name() const override { return "BatchNormalization"; }
 
   Tensor& gamma() { return *gamma_; }
@@ -38,6 +44,7 @@ class BatchNorm2d : public Module {
  private:
   BatchNormOptions o_;
   Tensor *gamma_, *beta_, *moving_mean_, *moving_var_;
+  BatchStatsReduce sync_;
 };
 
 }  // namespace kiln

@@ -1,16 +1,19 @@
 #include "optim/fit.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "core/random.h"
 #include "data/augment.h"
+#include "layers/batch_norm2d.h"
 #include "layers/model_file.h"
 #include "optim/checkpoint.h"
 #include "optim/distributed.h"
@@ -50,10 +53,36 @@ uint64_t data_and_settings_hash(const Dataset& train, const FitOptions& o) {
   for (const int32_t label : train.labels) h = mix64(h ^ static_cast<uint64_t>(label));
   for (const int64_t v : {o.epochs, o.batch_size, o.validation_freq, static_cast<int64_t>(o.seed),
                           static_cast<int64_t>(o.shuffle), static_cast<int64_t>(o.auc),
-                          static_cast<int64_t>(o.augmentation != nullptr), static_cast<int64_t>(o.resume)})
+                          static_cast<int64_t>(o.augmentation != nullptr), static_cast<int64_t>(o.resume),
+                          static_cast<int64_t>(o.sync_batch_norm)})
     h = mix64(h ^ static_cast<uint64_t>(v));
   return h;
 }
+
+// Every BatchNorm2d in the model, depth first.
+void collect_batch_norms(Module& m, std::vector<BatchNorm2d*>& out) {
+  if (auto* bn = dynamic_cast<BatchNorm2d*>(&m)) out.push_back(bn);
+  for (const auto& [name, child] : m.named_children()) collect_batch_norms(*child, out);
+}
+
+// Synchronises the model's batch-norm layers over comm while it lives (the training steps
+// of an epoch; validation and recalibration on rank 0 alone must not wait for the others).
+class SyncBatchNorm {
+ public:
+  SyncBatchNorm(Module& model, Communicator* comm) {
+    if (comm == nullptr) return;
+    collect_batch_norms(model, layers_);
+    for (BatchNorm2d* bn : layers_) bn->synchronise([comm](double* v, int64_t n) { comm->allreduce_sum(v, n); });
+  }
+  ~SyncBatchNorm() {
+    for (BatchNorm2d* bn : layers_) bn->synchronise({});
+  }
+  SyncBatchNorm(const SyncBatchNorm&) = delete;
+  SyncBatchNorm& operator=(const SyncBatchNorm&) = delete;
+
+ private:
+  std::vector<BatchNorm2d*> layers_;
+};
 
 }  // namespace
 
@@ -68,6 +97,17 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
   const int rank = comm ? comm->rank() : 0;
   const int ranks = comm ? comm->size() : 1;
   const bool quiet = o.quiet || rank != 0;
+  const bool sync_bn = comm != nullptr && o.sync_batch_norm;
+  if (sync_bn) {
+    // Synchronised batch norm needs rows on every rank in every batch (a rank without rows
+    // would skip the layers' allreduces): the full batches and the last, shorter one.
+    const int64_t last = train.size() % o.batch_size;
+    check_arg(std::min(o.batch_size, train.size()) >= ranks && (last == 0 || last >= ranks), "fit",
+              "sync_batch_norm needs at least one row per rank (" + std::to_string(ranks) +
+                  ") in every batch, but batches of " + std::to_string(o.batch_size) + " over " +
+                  std::to_string(train.size()) + " rows leave " +
+                  std::to_string(last == 0 ? std::min(o.batch_size, train.size()) : last) + " in one");
+  }
   History history;
   history.has_auc = o.auc;
   Batcher batcher(train, o.batch_size, o.seed, o.shuffle);
@@ -111,6 +151,8 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     int64_t correct = 0, seen = 0, step = 0;
     std::vector<float> scores;
     std::vector<int32_t> score_labels;
+    std::optional<SyncBatchNorm> synchronised;
+    if (sync_bn) synchronised.emplace(model, comm);
     while (batcher.next()) {
       const Batch& b = batcher.batch();
       // Every rank augments the whole global batch with the same stream (so the draws do not
@@ -128,7 +170,14 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
         Tensor loss = softmax_cross_entropy(logits, y);
         Tensor reg = model.regularization_loss();
         if (reg.defined()) loss = add(loss, reg);
-        loss.backward();
+        if (sync_bn) {
+          // Through the shared statistics every rank's rows affect every rank's loss, so each
+          // rank back-propagates its share of the global loss (weight n/B) and the gradients
+          // are then summed with weight 1, rather than weighting finished shard gradients.
+          mul(loss, static_cast<float>(n) / static_cast<float>(b.size())).backward();
+        } else {
+          loss.backward();
+        }
         figures_now[0] = static_cast<double>(loss.item()) * n;
         figures_now[1] = std::llround(accuracy(logits, labels) * n);
         if (o.auc) {
@@ -138,7 +187,8 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
         }
       }
       if (comm) {
-        allreduce_gradients(*comm, optimizer.params(), static_cast<float>(n) / static_cast<float>(b.size()));
+        allreduce_gradients(*comm, optimizer.params(),
+                            sync_bn ? 1.0f : static_cast<float>(n) / static_cast<float>(b.size()));
         comm->allreduce_sum(figures_now, 3);
       }
       optimizer.step();
@@ -154,6 +204,7 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
       ++step;
       bar.update(step, figures(loss_sum / seen, static_cast<double>(correct) / seen, false, 0));
     }
+    synchronised.reset();
     if (comm && o.auc) {
       // The epoch's scores from every rank, on rank 0 (the AUC does not depend on their order).
       std::vector<float> label_values(score_labels.begin(), score_labels.end());

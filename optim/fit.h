@@ -58,6 +58,12 @@ struct FitOptions {
   // and writes checkpoints (the History returned on other ranks has no validation figures).
   // Resuming reads checkpoint_path on every rank (a path all ranks see).
   Communicator* communicator = nullptr;
+  // With a communicator of several ranks: batch-norm layers (BatchNorm2d) normalise each
+  // training batch with the statistics of the whole global batch, summed over the ranks in
+  // the forward and backward pass (PyTorch's SyncBatchNorm), instead of each rank's shard's
+  // own. Costs three small allreduces per layer and step; every batch needs at least one
+  // row per rank. The moving statistics then follow the global batch, as in one process.
+  bool sync_batch_norm = false;
 };
 
 struct EpochLog {

@@ -1,7 +1,8 @@
 #!/bin/bash
 # ctest's mpi_task2: `mpirun -np 2 task2 --quick` on the committed MNIST slices. Rank 0 prints
-# the tables and writes the outputs, once; rank 1's scratch directory is gone afterwards; a
-# run killed after its first epoch's checkpoint resumes on 2 ranks and finishes.
+# the tables and writes the outputs, once (this run with --sync-batch-norm); rank 1's scratch
+# directory is gone afterwards; a run killed after its first epoch's checkpoint resumes on 2
+# ranks and finishes.
 # Arguments: the task2 binary, mpiexec, the test data directory.
 set -euo pipefail
 app="$1" mpiexec="$2" data="$3"
@@ -10,7 +11,7 @@ trap 'rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 common=(--quick --threads 1 --epochs 4 --validation-freq 2 --data-dir "$data/mnist")
 
-"$mpiexec" -np 2 --oversubscribe "$app" "${common[@]}" --out "$work/out" >"$work/log" 2>&1 ||
+"$mpiexec" -np 2 --oversubscribe "$app" "${common[@]}" --sync-batch-norm --out "$work/out" >"$work/log" 2>&1 ||
   { cat "$work/log"; echo "mpi_task2: the 2-rank run failed"; exit 1; }
 test -s "$work/out/results.json" || { echo "mpi_task2: no results.json"; exit 1; }
 test -s "$work/out/run1/history.csv" || { echo "mpi_task2: no history.csv"; exit 1; }

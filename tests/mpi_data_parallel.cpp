@@ -14,6 +14,8 @@
 
 #include "data/dataset.h"
 #include "data/idx.h"
+#include "layers/dense.h"
+#include "layers/flatten.h"
 #include "layers/lab_models.h"
 #include "optim/adam.h"
 #include "optim/checkpoint.h"
@@ -142,6 +144,66 @@ TEST(DataParallel, CheckpointResumesOnTwoRanksAndOnOne) {
   // Each rank alone, from its own copy of the epoch-2 checkpoint.
   const NamedTensors resumed_alone = train(nullptr, 4, alone, true);
   EXPECT_LE(relative_difference(resumed_alone, whole), 1e-4);
+}
+
+// conv, batch norm, ReLU, pool, dense: a model whose gradient depends on how the batch is
+// normalised.
+std::shared_ptr<Sequential> batch_norm_model() {
+  auto m = std::make_shared<Sequential>();
+  m->add(conv_block(1, 1, 4, 0.0f));
+  m->add(std::make_shared<Flatten>());
+  m->add(std::make_shared<Dense>(DenseOptions{.in_features = 14 * 14 * 4, .units = 10, .activation = Activation::Softmax}));
+  return m;
+}
+
+// With synchronised batch norm, a 2-rank SGD step (shards of 7 and 8 rows) moves the weights
+// and the moving statistics as one process does on the whole batch of 15; with per-rank
+// statistics (the default) it does not.
+TEST(DataParallel, SyncBatchNormStepEqualsOneProcessStep) {
+  Communicator& comm = mpi_world();
+  const Dataset data = first_rows(15);
+  // What one step changes: the parameters and the moving statistics.
+  auto change = [](const NamedTensors& before, const NamedTensors& after) {
+    NamedTensors moved = copies(before);
+    for (size_t p = 0; p < after.size(); ++p)
+      for (int64_t i = 0; i < after[p].second.numel(); ++i) moved[p].second.data()[i] -= after[p].second.data()[i];
+    return moved;
+  };
+  auto step = [&](Communicator* c, bool sync) {
+    manual_seed(15);
+    auto model = batch_norm_model();
+    const NamedTensors params = copies(model->named_parameters()), stats = copies(model->named_buffers());
+    SGD sgd(model->named_parameters(), {.learning_rate = 1.0f});
+    FitOptions o{.epochs = 1, .batch_size = 15, .shuffle = false, .quiet = true, .communicator = c};
+    o.sync_batch_norm = sync;
+    fit(*model, sgd, data, o);
+    return std::make_pair(change(params, model->named_parameters()), change(stats, model->named_buffers()));
+  };
+  const auto [single, single_stats] = step(nullptr, false);
+  const auto [synced, synced_stats] = step(&comm, true);
+  EXPECT_LE(relative_difference(synced, single), 1e-5);
+  EXPECT_LE(relative_difference(synced_stats, single_stats), 1e-5);
+  const auto [per_rank, per_rank_stats] = step(&comm, false);
+  EXPECT_GT(relative_difference(per_rank, single), 1e-3) << "per-rank statistics should change the step";
+  EXPECT_GT(relative_difference(per_rank_stats, single_stats), 1e-3);
+}
+
+// A batch with fewer rows than ranks (31 rows in batches of 15 leave 1) is refused up front
+// on every rank, before any rank waits for another.
+TEST(DataParallel, SyncBatchNormRefusesABatchWithoutRowsForEveryRank) {
+  Communicator& comm = mpi_world();
+  const Dataset data = first_rows(31);
+  manual_seed(16);
+  auto model = batch_norm_model();
+  SGD sgd(model->named_parameters(), {});
+  FitOptions o{.epochs = 1, .batch_size = 15, .quiet = true, .communicator = &comm};
+  o.sync_batch_norm = true;
+  try {
+    fit(*model, sgd, data, o);
+    FAIL() << "fit went ahead with a batch of 1 row on 2 ranks";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("leave 1 in one"), std::string::npos) << e.what();
+  }
 }
 
 // Ranks started with different data stop with an error naming the disagreement, on every rank.

@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <ostream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/kernels/batch_norm.h"
@@ -523,6 +525,58 @@ TEST_P(BatchNormKernels, InputGradientSumsToZeroPerChannel) {
     }
     EXPECT_LE(std::fabs(sum), 1e-4 * scale + 1e-6) << "channel " << c;
   }
+}
+
+// Synchronised batch norm without MPI: two threads play two processes, each holding half of
+// the rows, and the reduce hook sums their per-channel sums through shared slots. Each half's
+// output, the statistics and the input gradient must equal the whole batch's; dgamma and
+// dbeta stay per half and add up to the whole batch's.
+TEST_P(BatchNormKernels, SynchronisedHalvesEqualTheWholeBatch) {
+  const int64_t half = M / 2;
+  const int64_t lo[2] = {0, half}, rows[2] = {half, M - half};
+  std::barrier sync(2);
+  std::vector<double> slots[2];
+  auto make_reduce = [&](int me) {
+    return BatchStatsReduce([&, me](double* v, int64_t n) {
+      slots[me].assign(v, v + n);
+      sync.arrive_and_wait();
+      for (int64_t i = 0; i < n; ++i) v[i] = slots[0][i] + slots[1][i];
+      sync.arrive_and_wait();  // both have read the slots before either writes them again
+    });
+  };
+  std::vector<float> y(x.size()), dx(x.size(), 0.0f), dg[2], db[2], mean[2], var[2], inv_std[2];
+  int64_t total[2] = {0, 0};
+  auto process = [&](int me) {
+    const BatchStatsReduce reduce = make_reduce(me);
+    const size_t off = static_cast<size_t>(lo[me] * C);
+    mean[me].resize(C), var[me].resize(C), inv_std[me].resize(C), dg[me].assign(C, 0.0f), db[me].assign(C, 0.0f);
+    total[me] = batch_norm_forward_train(rows[me], C, x.data() + off, gamma.data(), beta.data(), eps, y.data() + off,
+                                         mean[me].data(), var[me].data(), inv_std[me].data(), &reduce);
+    batch_norm_backward_train(rows[me], C, x.data() + off, gamma.data(), mean[me].data(), inv_std[me].data(),
+                              dy.data() + off, dx.data() + off, dg[me].data(), db[me].data(), &reduce, total[me]);
+  };
+  std::thread other(process, 1);
+  process(0);
+  other.join();
+
+  std::vector<float> y_w(x.size()), dx_w(x.size(), 0.0f), dg_w(C, 0.0f), db_w(C, 0.0f), mean_w(C), var_w(C), inv_std_w(C);
+  EXPECT_EQ(batch_norm_forward_train(M, C, x.data(), gamma.data(), beta.data(), eps, y_w.data(), mean_w.data(),
+                                     var_w.data(), inv_std_w.data()),
+            M);
+  batch_norm_backward_train(M, C, x.data(), gamma.data(), mean_w.data(), inv_std_w.data(), dy.data(), dx_w.data(),
+                            dg_w.data(), db_w.data());
+  EXPECT_EQ(total[0], M);
+  EXPECT_EQ(total[1], M);
+  EXPECT_LE(relative_error(y, y_w), kTolerance);
+  EXPECT_LE(relative_error(dx, dx_w), kTolerance);
+  for (int me = 0; me < 2; ++me) {
+    EXPECT_LE(relative_error(mean[me], mean_w), kTolerance);
+    EXPECT_LE(relative_error(var[me], var_w), kTolerance);
+  }
+  std::vector<float> dg_sum(C), db_sum(C);
+  for (int64_t c = 0; c < C; ++c) dg_sum[c] = dg[0][c] + dg[1][c], db_sum[c] = db[0][c] + db[1][c];
+  EXPECT_LE(relative_error(dg_sum, dg_w), kTolerance);
+  EXPECT_LE(relative_error(db_sum, db_w), kTolerance);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormKernels,

@@ -46,28 +46,32 @@ void normalise(int64_t M, int64_t C, const float* x, const float* mean, const fl
 
 }  // namespace
 
-void batch_norm_forward_train(int64_t M, int64_t C, const float* x, const float* gamma,
-                              const float* beta, float eps, float* y, float* mean, float* var,
-                              float* inv_std) {
+int64_t batch_norm_forward_train(int64_t M, int64_t C, const float* x, const float* gamma,
+                                 const float* beta, float eps, float* y, float* mean, float* var,
+                                 float* inv_std, const BatchStatsReduce* reduce) {
   // Two passes (mean, then squared deviations) rather than E[x^2] - E[x]^2, which cancels
   // badly when |mean| >> std.
-  const std::vector<double> sum = channel_sums<1>(M, C, [&](int64_t m, double* acc) {
+  std::vector<double> sum = channel_sums<1>(M, C, [&](int64_t m, double* acc) {
     const float* xr = x + m * C;
     for (int64_t c = 0; c < C; ++c) acc[c] += xr[c];
   });
+  sum.push_back(static_cast<double>(M));  // the row count travels with the sums
+  if (reduce) (*reduce)(sum.data(), C + 1);
+  const double rows = sum[static_cast<size_t>(C)];
   std::vector<double> mean_d(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c) mean_d[c] = sum[c] / M;
+  for (int64_t c = 0; c < C; ++c) mean_d[c] = sum[c] / rows;
   const double* mu = mean_d.data();
-  const std::vector<double> sq = channel_sums<1>(M, C, [&](int64_t m, double* acc) {
+  std::vector<double> sq = channel_sums<1>(M, C, [&](int64_t m, double* acc) {
     const float* xr = x + m * C;
     for (int64_t c = 0; c < C; ++c) {
       const double d = xr[c] - mu[c];
       acc[c] += d * d;
     }
   });
+  if (reduce) (*reduce)(sq.data(), C);
   std::vector<float> scale(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c) {
-    const double v = sq[c] / M;
+    const double v = sq[c] / rows;
     const double istd = 1.0 / std::sqrt(v + eps);
     mean[c] = static_cast<float>(mu[c]);
     var[c] = static_cast<float>(v);
@@ -75,6 +79,7 @@ void batch_norm_forward_train(int64_t M, int64_t C, const float* x, const float*
     scale[c] = static_cast<float>(gamma[c] * istd);
   }
   normalise(M, C, x, mean, scale.data(), beta, y);
+  return static_cast<int64_t>(rows);
 }
 
 void batch_norm_forward_eval(int64_t M, int64_t C, const float* x, const float* gamma,
@@ -88,9 +93,10 @@ void batch_norm_forward_eval(int64_t M, int64_t C, const float* x, const float* 
 
 void batch_norm_backward_train(int64_t M, int64_t C, const float* x, const float* gamma,
                                const float* mean, const float* inv_std, const float* dy,
-                               float* dx, float* dgamma, float* dbeta) {
+                               float* dx, float* dgamma, float* dbeta,
+                               const BatchStatsReduce* reduce, int64_t rows) {
   // sums[0..C) = sum dy, sums[C..2C) = sum dy * xhat.
-  const std::vector<double> sums = channel_sums<2>(M, C, [&](int64_t m, double* acc) {
+  std::vector<double> sums = channel_sums<2>(M, C, [&](int64_t m, double* acc) {
     const float* xr = x + m * C;
     const float* dyr = dy + m * C;
     for (int64_t c = 0; c < C; ++c) {
@@ -104,6 +110,8 @@ void batch_norm_backward_train(int64_t M, int64_t C, const float* x, const float
   if (dgamma)
     for (int64_t c = 0; c < C; ++c) dgamma[c] += static_cast<float>(sums[C + c]);
   if (!dx) return;
+  if (reduce) (*reduce)(sums.data(), 2 * C);
+  const double n = reduce ? static_cast<double>(rows) : static_cast<double>(M);
   // dx = gamma*inv_std * (dy - mean(dy) - xhat * mean(dy*xhat)), folded into per-channel
   // coefficients: dx += k[c] * dy + a[c] * (x - mean[c]) + b[c]. (x - mean) is kept rather
   // than expanding a*x - a*mean, which would cancel when |mean| >> std.
@@ -111,8 +119,8 @@ void batch_norm_backward_train(int64_t M, int64_t C, const float* x, const float
   for (int64_t c = 0; c < C; ++c) {
     const double g = static_cast<double>(gamma[c]) * inv_std[c];
     k[c] = static_cast<float>(g);
-    a[c] = static_cast<float>(-g * (sums[C + c] / M) * inv_std[c]);
-    b[c] = static_cast<float>(-g * (sums[c] / M));
+    a[c] = static_cast<float>(-g * (sums[C + c] / n) * inv_std[c]);
+    b[c] = static_cast<float>(-g * (sums[c] / n));
   }
   const float* kp = k.data();
   const float* ap = a.data();

@@ -3,24 +3,36 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 namespace kiln {
 
+// Synchronised batch norm, where one batch is split over several processes: called with n
+// per-channel sums, replaces each by its sum over all processes (an allreduce). Every process
+// must make the same calls in the same order.
+using BatchStatsReduce = std::function<void(double* values, int64_t n)>;
+
 // Training forward: mean[c], var[c] = batch mean and biased variance; inv_std[c] =
 // 1/sqrt(var+eps); y = gamma * (x - mean) * inv_std + beta. Writes y, mean, inv_std, and
-// var (the biased batch variance, for the running-statistics update).
-void batch_norm_forward_train(int64_t M, int64_t C, const float* x, const float* gamma,
-                              const float* beta, float eps, float* y, float* mean, float* var,
-                              float* inv_std);
+// var (the biased batch variance, for the running-statistics update). With reduce, the
+// statistics are those of the rows of every process together. Returns how many rows they
+// cover (M without reduce).
+int64_t batch_norm_forward_train(int64_t M, int64_t C, const float* x, const float* gamma,
+                                 const float* beta, float eps, float* y, float* mean, float* var,
+                                 float* inv_std, const BatchStatsReduce* reduce = nullptr);
 // Inference forward with given statistics: y = gamma * (x - mean) / sqrt(var + eps) + beta.
 void batch_norm_forward_eval(int64_t M, int64_t C, const float* x, const float* gamma,
                              const float* beta, const float* mean, const float* var, float eps,
                              float* y);
 // Training backward (batch statistics depend on x). Adds into dx, dgamma, dbeta (each may
-// be null when not needed).
+// be null when not needed). With reduce (statistics over `rows` rows of all processes, as the
+// forward returned): dx takes the other processes' dy into account through the shared
+// statistics; dgamma and dbeta stay this process's part (summed later with the other
+// gradients).
 void batch_norm_backward_train(int64_t M, int64_t C, const float* x, const float* gamma,
                                const float* mean, const float* inv_std, const float* dy,
-                               float* dx, float* dgamma, float* dbeta);
+                               float* dx, float* dgamma, float* dbeta,
+                               const BatchStatsReduce* reduce = nullptr, int64_t rows = 0);
 
 void batch_norm_forward_train_naive(int64_t M, int64_t C, const float* x, const float* gamma,
                                     const float* beta, float eps, float* y, float* mean, float* var,
