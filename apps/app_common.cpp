@@ -168,7 +168,18 @@ struct ScratchDir {
 };
 ScratchDir scratch_dir;
 
-void join_distributed(CommonFlags& f) {
+// A hash of the flags every rank must share: all of them but --threads (machines may differ in
+// cores; the arithmetic is the same) and --distributed (implied by mpirun).
+uint64_t shared_flags_hash(const cli::Args& args) {
+  uint64_t h = 0;
+  for (const auto& [name, value] : args.values()) {
+    if (name == "threads" || name == "distributed") continue;
+    for (const char ch : name + "=" + value + ";") h = mix64(h ^ static_cast<unsigned char>(ch));
+  }
+  return h;
+}
+
+void join_distributed(CommonFlags& f, const cli::Args& args) {
   if (!built_with_mpi())
     throw UsageError("--distributed needs MPI, and this kiln was built without it (install libopenmpi-dev and "
                      "openmpi-bin, then configure and build again)");
@@ -176,6 +187,7 @@ void join_distributed(CommonFlags& f) {
   if (world.size() == 1) return;  // mpirun -np 1, or started alone: nothing to share
   f.communicator = &world;
   f.rank = world.rank();
+  check_same(world, "the command-line flags", shared_flags_hash(args));
   // The cores of this machine are shared by its ranks: by default each takes its part.
   if (f.threads == 0) f.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks());
   if (f.rank != 0) {
@@ -205,7 +217,7 @@ CommonFlags read_common_flags(const cli::Args& args, const CommonDefaults& d) {
   if (args.has("checkpoint-every") && f.checkpoint_dir.empty())
     throw UsageError("--checkpoint-every needs --checkpoint-dir DIR");
   f.sync_batch_norm = args.has("sync-batch-norm");
-  if (args.has("distributed") || launched_by_mpi()) join_distributed(f);
+  if (args.has("distributed") || launched_by_mpi()) join_distributed(f, args);
   return f;
 }
 

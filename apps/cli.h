@@ -29,6 +29,8 @@ class Args {
   int64_t get_int(const std::string& name) const;
   double get_double(const std::string& name) const;
   std::string usage() const;
+  // Every flag given or defaulted, by name (a switch's value is empty).
+  const std::map<std::string, std::string>& values() const { return values_; }
 
  private:
   struct Spec {

@@ -1,8 +1,8 @@
 #!/bin/bash
 # ctest's mpi_task2: `mpirun -np 2 task2 --quick` on the committed MNIST slices. Rank 0 prints
 # the tables and writes the outputs, once (this run with --sync-batch-norm); rank 1's scratch
-# directory is gone afterwards; a run killed after its first epoch's checkpoint resumes on 2
-# ranks and finishes.
+# directory is gone afterwards; ranks given different flags stop; a run killed after its first
+# epoch's checkpoint resumes on 2 ranks and finishes.
 # Arguments: the task2 binary, mpiexec, the test data directory.
 set -euo pipefail
 app="$1" mpiexec="$2" data="$3"
@@ -18,6 +18,15 @@ test -s "$work/out/run1/history.csv" || { echo "mpi_task2: no history.csv"; exit
 n="$(grep -c '^Table 3: report' "$work/log" || true)"
 [ "$n" = 1 ] || { cat "$work/log"; echo "mpi_task2: Table 3 printed $n times, expected once (rank 0)"; exit 1; }
 if ls -A "$work/out" | grep -q '^\.rank'; then echo "mpi_task2: a rank's scratch directory was left behind"; exit 1; fi
+
+# Ranks started with different flags (Open MPI's "A : B" form starts rank 0 with A, rank 1 with
+# B) stop with an error naming the flags and rank 1, and a non-zero status.
+if "$mpiexec" -np 1 --oversubscribe "$app" "${common[@]}" --out "$work/out4" : \
+     -np 1 --oversubscribe "$app" "${common[@]}" --epochs 3 --out "$work/out4" >"$work/log4" 2>&1; then
+  cat "$work/log4"; echo "mpi_task2: ranks with different --epochs trained"; exit 1
+fi
+grep -q "disagree about the command-line flags: rank(s) 1" "$work/log4" ||
+  { cat "$work/log4"; echo "mpi_task2: no clear error for ranks with different flags"; exit 1; }
 
 # Kill the job once the first checkpoint exists, then resume it on 2 ranks.
 "$mpiexec" -np 2 --oversubscribe "$app" "${common[@]}" --out "$work/out2" --checkpoint-dir "$work/ckpt" \
