@@ -151,13 +151,6 @@ int launcher_rank() {
 
 namespace {
 
-// Ranks on this machine under the launcher (1 when unknown).
-int local_ranks() {
-  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"})
-    if (const char* v = std::getenv(name)) return std::max(1, std::atoi(v));
-  return 1;
-}
-
 // Removes a non-zero rank's scratch output directory when the app ends.
 struct ScratchDir {
   std::string path;
@@ -174,7 +167,7 @@ uint64_t shared_flags_hash(const cli::Args& args) {
   uint64_t h = 0;
   for (const auto& [name, value] : args.values()) {
     if (name == "threads" || name == "distributed") continue;
-    for (const char ch : name + "=" + value + ";") h = mix64(h ^ static_cast<unsigned char>(ch));
+    h = hash_text(h, name + "=" + value);
   }
   return h;
 }
@@ -189,7 +182,7 @@ void join_distributed(CommonFlags& f, const cli::Args& args) {
   f.rank = world.rank();
   check_same(world, "the command-line flags", shared_flags_hash(args));
   // The cores of this machine are shared by its ranks: by default each takes its part.
-  if (f.threads == 0) f.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks());
+  if (f.threads == 0) f.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_rank_count());
   if (f.rank != 0) {
     if (!std::freopen("/dev/null", "w", stdout)) throw std::runtime_error("cannot silence stdout on rank " + std::to_string(f.rank));
     f.out_dir = f.out_dir + "/.rank" + std::to_string(f.rank);

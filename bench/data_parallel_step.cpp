@@ -83,11 +83,6 @@ Settings parse(int argc, char** argv) {
   return s;
 }
 
-int local_ranks() {
-  const char* v = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-  return v ? std::max(1, std::atoi(v)) : 1;
-}
-
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
@@ -98,7 +93,7 @@ int run(int argc, char** argv) {
   Communicator* comm = kiln::launched_by_mpi() ? &kiln::mpi_world() : nullptr;
   const int rank = comm ? comm->rank() : 0, ranks = comm ? comm->size() : 1;
   const int hardware = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  kiln::set_num_threads(s.threads > 0 ? s.threads : std::max(1, hardware / local_ranks()));
+  kiln::set_num_threads(s.threads > 0 ? s.threads : std::max(1, hardware / kiln::local_rank_count()));
 
   const bool task3 = s.model == "task3";
   const int64_t batch = task3 ? 70 : 16, side = task3 ? 32 : 28, channels = task3 ? 3 : 1, classes = task3 ? 2 : 10;

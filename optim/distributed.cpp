@@ -1,5 +1,6 @@
 #include "optim/distributed.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -22,12 +23,12 @@ class LocalCommunicator final : public Communicator {
   [[noreturn]] void abort(const std::string& message) override { throw std::runtime_error(message); }
 };
 
+}  // namespace
+
 uint64_t hash_text(uint64_t h, const std::string& text) {
   for (const unsigned char ch : text) h = mix64(h ^ ch);
   return mix64(h ^ text.size());
 }
-
-}  // namespace
 
 std::unique_ptr<Communicator> local_communicator() { return std::make_unique<LocalCommunicator>(); }
 
@@ -35,6 +36,12 @@ bool launched_by_mpi() {
   for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
     if (std::getenv(name) != nullptr) return true;
   return false;
+}
+
+int local_rank_count() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"})
+    if (const char* v = std::getenv(name)) return std::max(1, std::atoi(v));
+  return 1;
 }
 
 void broadcast_tensors(Communicator& comm, const NamedTensors& tensors) {

@@ -55,6 +55,9 @@ bool built_with_mpi();
 // True when this process was started by an MPI launcher (mpirun/mpiexec set the rank and
 // size in the environment), so a program can turn data parallelism on by itself.
 bool launched_by_mpi();
+// Ranks the launcher started on this machine (Open MPI's or MPICH's variable; 1 when unknown):
+// they share its cores, so each takes cores / local_rank_count() threads by default.
+int local_rank_count();
 // The MPI world communicator; initialises MPI on first use (and finalises it at exit).
 // Throws std::runtime_error when kiln was built without MPI.
 Communicator& mpi_world();
@@ -76,5 +79,9 @@ void allreduce_gradients(Communicator& comm, const NamedTensors& params, float w
 // A hash of the parameters' and buffers' names and shapes (not values): what check_same()
 // compares to know every rank built the same model.
 uint64_t structure_hash(const NamedTensors& tensors);
+
+// Folds text into the running hash h (order and length matter): build a hash of names and
+// values for check_same().
+uint64_t hash_text(uint64_t h, const std::string& text);
 
 }  // namespace kiln
