@@ -182,6 +182,58 @@ KILN_CONV_FORMS(task1_conv2_b256, task1_conv2);
 KILN_CONV_FORMS(task2_conv1_b16, task2_conv1);
 KILN_CONV_FORMS(task3_conv1_b70, task3_conv1);
 
+// Wide 3x3 layers: Winograd F(2x2, 3x3) against im2col + sgemm, forward and input gradient
+// (conv2d_prefers_winograd picks Winograd from kConv2dWinogradMinChannels channels up). The
+// GFLOP/s counter is the direct form's FLOP count, so both forms are on one scale.
+enum class WideForm { kWinograd, kIm2col };
+enum class WidePass { kForward, kInputGrad };
+
+void BM_Conv3x3Form(benchmark::State& state, Conv2dShape s, WidePass pass, WideForm form) {
+  ConvBuffers c(s);
+  for (auto _ : state) {
+    if (pass == WidePass::kForward) {
+      if (form == WideForm::kWinograd) kiln::conv2d_forward_winograd(c.s, c.x.data(), c.w.data(), c.b.data(), c.y.data());
+      else kiln::conv2d_forward_im2col(c.s, c.x.data(), c.w.data(), c.b.data(), c.y.data());
+      benchmark::DoNotOptimize(c.y.data());
+    } else {
+      if (form == WideForm::kWinograd) kiln::conv2d_backward_input_winograd(c.s, c.dy.data(), c.w.data(), c.dx.data());
+      else kiln::conv2d_backward_input_im2col(c.s, c.dy.data(), c.w.data(), c.dx.data());
+      benchmark::DoNotOptimize(c.dx.data());
+    }
+  }
+  report(state, s.flops_forward(), s.N);
+}
+
+Conv2dShape narrow_32x32_b16() { return Conv2dShape::make(16, 28, 28, 32, 3, 3, 32, 1, true); }
+Conv2dShape task2_block1_conv2() { return Conv2dShape::make(16, 28, 28, 64, 3, 3, 64, 1, true); }
+Conv2dShape task2_block2_conv2() { return Conv2dShape::make(16, 14, 14, 128, 3, 3, 128, 1, true); }
+Conv2dShape task2_block3_conv2() { return Conv2dShape::make(16, 7, 7, 128, 3, 3, 128, 1, true); }
+Conv2dShape task3_block1_conv2() { return Conv2dShape::make(70, 32, 32, 128, 3, 3, 128, 1, true); }
+Conv2dShape task3_block3_conv2() { return Conv2dShape::make(70, 8, 8, 256, 3, 3, 256, 1, true); }
+
+#define KILN_WIDE_FORMS(name, shape)                                                                        \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_forward_winograd, shape(), WidePass::kForward, WideForm::kWinograd) \
+      ->UseRealTime()                                                                                        \
+      ->Unit(benchmark::kMicrosecond);                                                                       \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_forward_im2col, shape(), WidePass::kForward, WideForm::kIm2col)     \
+      ->UseRealTime()                                                                                        \
+      ->Unit(benchmark::kMicrosecond);                                                                       \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_input_grad_winograd, shape(), WidePass::kInputGrad,              \
+                    WideForm::kWinograd)                                                                     \
+      ->UseRealTime()                                                                                        \
+      ->Unit(benchmark::kMicrosecond);                                                                       \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_input_grad_im2col, shape(), WidePass::kInputGrad,                \
+                    WideForm::kIm2col)                                                                       \
+      ->UseRealTime()                                                                                        \
+      ->Unit(benchmark::kMicrosecond)
+
+KILN_WIDE_FORMS(c32_f32_28x28_b16, narrow_32x32_b16);
+KILN_WIDE_FORMS(task2_block1_conv2_b16, task2_block1_conv2);
+KILN_WIDE_FORMS(task2_block2_conv2_b16, task2_block2_conv2);
+KILN_WIDE_FORMS(task2_block3_conv2_b16, task2_block3_conv2);
+KILN_WIDE_FORMS(task3_block1_conv2_b70, task3_block1_conv2);
+KILN_WIDE_FORMS(task3_block3_conv2_b70, task3_block3_conv2);
+
 // The pool and batch norm that follow that conv in the Task 2 model, for scale.
 void BM_MaxPool2dFwdBwd(benchmark::State& state) {
   const kiln::Pool2dShape s = kiln::Pool2dShape::make(16, 28, 28, 64, 2, 2, false);

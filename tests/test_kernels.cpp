@@ -228,46 +228,84 @@ TEST_P(Conv2dKernels, DirectAndIm2colFormsBothMatchNaive) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, Conv2dKernels,
-    testing::Values(
-        ConvCase{"n1_7x5_c3_f8_k3_s1_same", 1, 7, 5, 3, 3, 8, 1, true},
-        ConvCase{"n2_7x5_c3_f8_k3_s2_same", 2, 7, 5, 3, 3, 8, 2, true},
-        ConvCase{"n3_7x5_c1_f1_k3_s1_valid", 3, 7, 5, 1, 3, 1, 1, false},
-        ConvCase{"n2_10x7_c3_f8_k5_s2_valid", 2, 10, 7, 3, 5, 8, 2, false},
-        ConvCase{"n2_7x5_c3_f8_k5_s1_same", 2, 7, 5, 3, 5, 8, 1, true},
-        ConvCase{"n1_3x3_c3_f8_k5_s1_same", 1, 3, 3, 3, 5, 8, 1, true},
-        ConvCase{"n2_8x6_c3_f8_k4_s1_same", 2, 8, 6, 3, 4, 8, 1, true},
-        ConvCase{"n2_8x8_c64_f64_k1_s1_valid", 2, 8, 8, 64, 1, 64, 1, false},
-        ConvCase{"n1_7x5_c64_f8_k1_s1_same", 1, 7, 5, 64, 1, 8, 1, true},
-        ConvCase{"n2_7x5_c64_f8_k1_s2_same", 2, 7, 5, 64, 1, 8, 2, true},
-        ConvCase{"n2_6x6_c3_f64_k5_s1_same", 2, 6, 6, 3, 5, 64, 1, true},
-        ConvCase{"n4_28x28_c1_f8_k3_s1_same", 4, 28, 28, 1, 3, 8, 1, true},
-        ConvCase{"n3_14x14_c4_f8_k3_s1_same", 3, 14, 14, 4, 3, 8, 1, true},
-        ConvCase{"n2_9x9_c8_f16_k3_s2_same", 2, 9, 9, 8, 3, 16, 2, true},
-        ConvCase{"n2_9x7_c8_f4_k3_s1_valid", 2, 9, 7, 8, 3, 4, 1, false},
-        ConvCase{"n2_14x14_c64_f64_k3_s2_same", 2, 14, 14, 64, 3, 64, 2, true},
-        ConvCase{"n3_9x9_c64_f64_k3_s1_valid", 3, 9, 9, 64, 3, 64, 1, false},
-        // Stride 1 either side of C = 16, where the input gradient switches from col2im to a
-        // transposed convolution.
-        ConvCase{"n2_8x6_c16_f8_k4_s1_same", 2, 8, 6, 16, 4, 8, 1, true},
-        ConvCase{"n1_7x5_c8_f3_k5_s1_valid", 1, 7, 5, 8, 5, 3, 1, false},
-        ConvCase{"n2_7x5_c16_f8_k5_s1_same", 2, 7, 5, 16, 5, 8, 1, true},
-        ConvCase{"n1_3x3_c16_f8_k5_s1_same", 1, 3, 3, 16, 5, 8, 1, true},
-        ConvCase{"n2_9x7_c32_f1_k3_s1_same", 2, 9, 7, 32, 3, 1, 1, true},
-        // Thin layers (the direct form): compile-time filter counts 4/16/32/64 and others,
-        // strides, even kernels, 1x1 with stride 2.
-        ConvCase{"n2_9x7_c1_f4_k3_s2_same", 2, 9, 7, 1, 3, 4, 2, true},
-        ConvCase{"n3_28x28_c1_f4_k3_s1_same", 3, 28, 28, 1, 3, 4, 1, true},
-        ConvCase{"n2_6x5_c1_f64_k3_s1_same", 2, 6, 5, 1, 3, 64, 1, true},
-        ConvCase{"n2_7x6_c1_f16_k3_s2_valid", 2, 7, 6, 1, 3, 16, 2, false},
-        ConvCase{"n1_8x8_c2_f5_k2_s1_same", 1, 8, 8, 2, 2, 5, 1, true},
-        ConvCase{"n2_5x5_c1_f32_k1_s2_same", 2, 5, 5, 1, 1, 32, 2, true},
-        // Several chunks of whole images, then chunks that split an image.
-        ConvCase{"chunked_n4_32x32_c64_f8_k3_s1_same", 4, 32, 32, 64, 3, 8, 1, true},
-        ConvCase{"chunked_n2_70x66_c64_f4_k3_s1_same", 2, 70, 66, 64, 3, 4, 1, true},
-        ConvCase{"chunked_n2_131x135_c64_f4_k3_s2_valid", 2, 131, 135, 64, 3, 4, 2, false}),
-    conv_case_name);
+const std::vector<ConvCase> kConvCases = {
+    ConvCase{"n1_7x5_c3_f8_k3_s1_same", 1, 7, 5, 3, 3, 8, 1, true},
+    ConvCase{"n2_7x5_c3_f8_k3_s2_same", 2, 7, 5, 3, 3, 8, 2, true},
+    ConvCase{"n3_7x5_c1_f1_k3_s1_valid", 3, 7, 5, 1, 3, 1, 1, false},
+    ConvCase{"n2_10x7_c3_f8_k5_s2_valid", 2, 10, 7, 3, 5, 8, 2, false},
+    ConvCase{"n2_7x5_c3_f8_k5_s1_same", 2, 7, 5, 3, 5, 8, 1, true},
+    ConvCase{"n1_3x3_c3_f8_k5_s1_same", 1, 3, 3, 3, 5, 8, 1, true},
+    ConvCase{"n2_8x6_c3_f8_k4_s1_same", 2, 8, 6, 3, 4, 8, 1, true},
+    ConvCase{"n2_8x8_c64_f64_k1_s1_valid", 2, 8, 8, 64, 1, 64, 1, false},
+    ConvCase{"n1_7x5_c64_f8_k1_s1_same", 1, 7, 5, 64, 1, 8, 1, true},
+    ConvCase{"n2_7x5_c64_f8_k1_s2_same", 2, 7, 5, 64, 1, 8, 2, true},
+    ConvCase{"n2_6x6_c3_f64_k5_s1_same", 2, 6, 6, 3, 5, 64, 1, true},
+    ConvCase{"n4_28x28_c1_f8_k3_s1_same", 4, 28, 28, 1, 3, 8, 1, true},
+    ConvCase{"n3_14x14_c4_f8_k3_s1_same", 3, 14, 14, 4, 3, 8, 1, true},
+    ConvCase{"n2_9x9_c8_f16_k3_s2_same", 2, 9, 9, 8, 3, 16, 2, true},
+    ConvCase{"n2_9x7_c8_f4_k3_s1_valid", 2, 9, 7, 8, 3, 4, 1, false},
+    ConvCase{"n2_14x14_c64_f64_k3_s2_same", 2, 14, 14, 64, 3, 64, 2, true},
+    ConvCase{"n3_9x9_c64_f64_k3_s1_valid", 3, 9, 9, 64, 3, 64, 1, false},
+    // Stride 1 either side of C = 16, where the input gradient switches from col2im to a
+    // transposed convolution.
+    ConvCase{"n2_8x6_c16_f8_k4_s1_same", 2, 8, 6, 16, 4, 8, 1, true},
+    ConvCase{"n1_7x5_c8_f3_k5_s1_valid", 1, 7, 5, 8, 5, 3, 1, false},
+    ConvCase{"n2_7x5_c16_f8_k5_s1_same", 2, 7, 5, 16, 5, 8, 1, true},
+    ConvCase{"n1_3x3_c16_f8_k5_s1_same", 1, 3, 3, 16, 5, 8, 1, true},
+    ConvCase{"n2_9x7_c32_f1_k3_s1_same", 2, 9, 7, 32, 3, 1, 1, true},
+    // Thin layers (the direct form): compile-time filter counts 4/16/32/64 and others,
+    // strides, even kernels, 1x1 with stride 2.
+    ConvCase{"n2_9x7_c1_f4_k3_s2_same", 2, 9, 7, 1, 3, 4, 2, true},
+    ConvCase{"n3_28x28_c1_f4_k3_s1_same", 3, 28, 28, 1, 3, 4, 1, true},
+    ConvCase{"n2_6x5_c1_f64_k3_s1_same", 2, 6, 5, 1, 3, 64, 1, true},
+    ConvCase{"n2_7x6_c1_f16_k3_s2_valid", 2, 7, 6, 1, 3, 16, 2, false},
+    ConvCase{"n1_8x8_c2_f5_k2_s1_same", 1, 8, 8, 2, 2, 5, 1, true},
+    ConvCase{"n2_5x5_c1_f32_k1_s2_same", 2, 5, 5, 1, 1, 32, 2, true},
+    // Wide 3x3 stride-1 layers (the Winograd form): odd sizes whose last tiles are clipped,
+    // channels beyond one 64-wide block, a 1x1 image, valid padding, several tile blocks.
+    ConvCase{"wide_n2_7x5_c32_f40_k3_s1_same", 2, 7, 5, 32, 3, 40, 1, true},
+    ConvCase{"wide_n1_1x1_c32_f32_k3_s1_same", 1, 1, 1, 32, 3, 32, 1, true},
+    ConvCase{"wide_n2_6x9_c96_f33_k3_s1_same", 2, 6, 9, 96, 3, 33, 1, true},
+    ConvCase{"wide_n2_8x7_c40_f72_k3_s1_valid", 2, 8, 7, 40, 3, 72, 1, false},
+    ConvCase{"wide_n6_28x28_c64_f64_k3_s1_same", 6, 28, 28, 64, 3, 64, 1, true},
+    // Several chunks of whole images, then chunks that split an image.
+    ConvCase{"chunked_n4_32x32_c64_f8_k3_s1_same", 4, 32, 32, 64, 3, 8, 1, true},
+    ConvCase{"chunked_n2_70x66_c64_f4_k3_s1_same", 2, 70, 66, 64, 3, 4, 1, true},
+    ConvCase{"chunked_n2_131x135_c64_f4_k3_s2_valid", 2, 131, 135, 64, 3, 4, 2, false}};
+
+INSTANTIATE_TEST_SUITE_P(Shapes, Conv2dKernels, testing::ValuesIn(kConvCases), conv_case_name);
+
+// Winograd F(2x2, 3x3) serves every 3x3 stride-1 shape, whatever conv2d_prefers_winograd picks
+// for it: forward (with and without bias) and the input gradient, which must add into dx.
+class Conv2dWinograd : public testing::TestWithParam<ConvCase> {};
+
+TEST_P(Conv2dWinograd, MatchesNaive) {
+  const ConvData d(GetParam().shape());
+  const size_t out = static_cast<size_t>(d.s.rows() * d.s.F);
+  for (const bool bias : {true, false}) {
+    SCOPED_TRACE(bias ? "with bias" : "without bias");
+    const float* b = bias ? d.b.data() : nullptr;
+    std::vector<float> naive(out), y(out, std::numeric_limits<float>::quiet_NaN());
+    conv2d_forward_naive(d.s, d.x.data(), d.w.data(), b, naive.data());
+    conv2d_forward_winograd(d.s, d.x.data(), d.w.data(), b, y.data());
+    EXPECT_LE(relative_error(y, naive), kTolerance);
+  }
+  const int64_t n = d.s.N * d.s.H * d.s.W * d.s.C;
+  std::vector<float> naive(static_cast<size_t>(n), 0.0f);
+  conv2d_backward_input_naive(d.s, d.dy.data(), d.w.data(), naive.data());
+  const std::vector<float> start = random_floats(n, 5);
+  std::vector<float> dx = start;
+  conv2d_backward_input_winograd(d.s, d.dy.data(), d.w.data(), dx.data());
+  EXPECT_LE(relative_error(minus(dx, start), naive), kTolerance);
+}
+
+std::vector<ConvCase> cases_3x3_stride1() {
+  std::vector<ConvCase> out;
+  for (const ConvCase& c : kConvCases)
+    if (c.K == 3 && c.stride == 1) out.push_back(c);
+  return out;
+}
+INSTANTIATE_TEST_SUITE_P(Shapes, Conv2dWinograd, testing::ValuesIn(cases_3x3_stride1()), conv_case_name);
 
 TEST(Conv2dChunking, LargeInputsUseSeveralChunks) {
   const Conv2dShape whole_images = Conv2dShape::make(4, 32, 32, 64, 3, 3, 8, 1, true);

@@ -112,28 +112,11 @@ constexpr int64_t kMinChannelsForTransposedConv = 16;
 // that col2im then has to scatter.
 void backward_input_as_convolution(const Conv2dShape& s, const float* dy, const float* w,
                                    float* dx) {
-  assert(s.stride_h == 1 && s.stride_w == 1);
-  Conv2dShape t = s;
-  t.H = s.Ho;
-  t.W = s.Wo;
-  t.C = s.F;
-  t.F = s.C;
-  t.pad_top = s.KH - 1 - s.pad_top;
-  t.pad_left = s.KW - 1 - s.pad_left;
-  t.Ho = s.H;
-  t.Wo = s.W;
-  assert(t.pad_top >= 0 && t.pad_left >= 0);
-  const int64_t C = s.C, F = s.F;
-  // rotated[ky, kx, f, c] = w[KH-1-ky, KW-1-kx, c, f]
-  Workspace rotated(s.KH * s.KW * C * F);
+  const Conv2dShape t = conv2d_transposed_shape(s);
+  const int64_t C = s.C;
+  Workspace rotated(s.KH * s.KW * C * s.F);
   float* wr = rotated.data();
-#pragma omp parallel for schedule(static)
-  for (int64_t tap = 0; tap < s.KH * s.KW; ++tap) {
-    const float* src = w + (s.KH * s.KW - 1 - tap) * C * F;
-    float* dst = wr + tap * F * C;
-    for (int64_t f = 0; f < F; ++f)
-      for (int64_t c = 0; c < C; ++c) dst[f * C + c] = src[c * F + f];
-  }
+  conv2d_rotate_kernel(s, w, wr);
   const int64_t M = t.rows();
   const int64_t K = t.cols();
   const int64_t chunk = conv2d_chunk_rows(t);
@@ -148,6 +131,32 @@ void backward_input_as_convolution(const Conv2dShape& s, const float* dy, const 
 }
 
 }  // namespace
+
+Conv2dShape conv2d_transposed_shape(const Conv2dShape& s) {
+  assert(s.stride_h == 1 && s.stride_w == 1);
+  Conv2dShape t = s;
+  t.H = s.Ho;
+  t.W = s.Wo;
+  t.C = s.F;
+  t.F = s.C;
+  t.pad_top = s.KH - 1 - s.pad_top;
+  t.pad_left = s.KW - 1 - s.pad_left;
+  t.Ho = s.H;
+  t.Wo = s.W;
+  assert(t.pad_top >= 0 && t.pad_left >= 0);
+  return t;
+}
+
+void conv2d_rotate_kernel(const Conv2dShape& s, const float* w, float* rotated) {
+  const int64_t C = s.C, F = s.F, taps = s.KH * s.KW;
+#pragma omp parallel for schedule(static)
+  for (int64_t tap = 0; tap < taps; ++tap) {
+    const float* src = w + (taps - 1 - tap) * C * F;
+    float* dst = rotated + tap * F * C;
+    for (int64_t f = 0; f < F; ++f)
+      for (int64_t c = 0; c < C; ++c) dst[f * C + c] = src[c * F + f];
+  }
+}
 
 Conv2dShape Conv2dShape::make(int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH, int64_t KW,
                               int64_t F, int64_t stride, bool same_padding) {
@@ -338,6 +347,8 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
                     float* y) {
   if (conv2d_forward_prefers_direct(s)) {
     conv2d_forward_direct(s, x, w, b, y);
+  } else if (conv2d_prefers_winograd(s)) {
+    conv2d_forward_winograd(s, x, w, b, y);
   } else {
     conv2d_forward_im2col(s, x, w, b, y);
   }
@@ -368,6 +379,14 @@ void conv2d_forward_im2col(const Conv2dShape& s, const float* x, const float* w,
 }
 
 void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
+  if (conv2d_prefers_winograd(s)) {
+    conv2d_backward_input_winograd(s, dy, w, dx);
+  } else {
+    conv2d_backward_input_im2col(s, dy, w, dx);
+  }
+}
+
+void conv2d_backward_input_im2col(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
   const int64_t M = s.rows();
   const int64_t K = s.cols();
   const int64_t F = s.F;
