@@ -137,7 +137,7 @@ void BM_Sgemm(benchmark::State& state, Conv2dShape s, ConvGemm which) {
 // second), forward and weight gradient. conv2d_forward / conv2d_backward_weight pick the
 // direct form where conv2d_prefers_direct says so; these benchmarks are what set that rule.
 enum class ConvForm { kDirect, kIm2col };
-enum class ConvPass { kForward, kWeightGrad };
+enum class ConvPass { kForward, kWeightGrad, kInputGrad };
 
 void BM_Conv2dForm(benchmark::State& state, Conv2dShape s, ConvPass pass, ConvForm form) {
   ConvBuffers c(s);
@@ -146,6 +146,10 @@ void BM_Conv2dForm(benchmark::State& state, Conv2dShape s, ConvPass pass, ConvFo
       if (form == ConvForm::kDirect) kiln::conv2d_forward_direct(c.s, c.x.data(), c.w.data(), c.b.data(), c.y.data());
       else kiln::conv2d_forward_im2col(c.s, c.x.data(), c.w.data(), c.b.data(), c.y.data());
       benchmark::DoNotOptimize(c.y.data());
+    } else if (pass == ConvPass::kInputGrad) {
+      if (form == ConvForm::kDirect) kiln::conv2d_backward_input_direct(c.s, c.dy.data(), c.w.data(), c.dx.data());
+      else kiln::conv2d_backward_input_im2col(c.s, c.dy.data(), c.w.data(), c.dx.data());
+      benchmark::DoNotOptimize(c.dx.data());
     } else {
       if (form == ConvForm::kDirect)
         kiln::conv2d_backward_weight_direct(c.s, c.x.data(), c.dy.data(), c.dw.data(), c.db.data());
@@ -179,6 +183,14 @@ Conv2dShape task3_conv1() { return Conv2dShape::make(70, 32, 32, 3, 3, 3, 128, 1
 
 KILN_CONV_FORMS(task1_conv1_b256, task1_conv1);
 KILN_CONV_FORMS(task1_conv2_b256, task1_conv2);
+BENCHMARK_CAPTURE(BM_Conv2dForm, task1_conv2_b256_input_grad_direct, task1_conv2(), ConvPass::kInputGrad,
+                  ConvForm::kDirect)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Conv2dForm, task1_conv2_b256_input_grad_im2col, task1_conv2(), ConvPass::kInputGrad,
+                  ConvForm::kIm2col)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 KILN_CONV_FORMS(task2_conv1_b16, task2_conv1);
 KILN_CONV_FORMS(task3_conv1_b70, task3_conv1);
 

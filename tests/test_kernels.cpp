@@ -202,8 +202,8 @@ TEST_P(Conv2dKernels, BackwardWeightMatchesNaiveAndAccumulates) {
   EXPECT_LE(relative_error(dw_only, naive_dw), kTolerance);
 }
 
-// conv2d_forward and conv2d_backward_weight pick one of two forms by shape; each form must be
-// right on every shape, whichever the rule picks.
+// conv2d_forward, conv2d_backward_input and conv2d_backward_weight pick a form by shape; each
+// form must be right on every shape, whichever the rule picks.
 TEST_P(Conv2dKernels, DirectAndIm2colFormsBothMatchNaive) {
   const ConvData d(GetParam().shape());
   const size_t out = static_cast<size_t>(d.s.rows() * d.s.F);
@@ -225,6 +225,19 @@ TEST_P(Conv2dKernels, DirectAndIm2colFormsBothMatchNaive) {
     else conv2d_backward_weight_im2col(d.s, d.x.data(), d.dy.data(), dw.data(), db.data());
     EXPECT_LE(relative_error(minus(dw, start_dw), naive_dw), kTolerance);
     EXPECT_LE(relative_error(minus(db, start_db), naive_db), kTolerance);
+  }
+  // The input gradient's direct form (stride 1 only) and its im2col form, each adding into dx.
+  const int64_t n = d.s.N * d.s.H * d.s.W * d.s.C;
+  std::vector<float> naive_dx(static_cast<size_t>(n), 0.0f);
+  conv2d_backward_input_naive(d.s, d.dy.data(), d.w.data(), naive_dx.data());
+  const std::vector<float> start_dx = random_floats(n, 8);
+  for (const bool direct : {true, false}) {
+    if (direct && (d.s.stride_h != 1 || d.s.stride_w != 1)) continue;
+    SCOPED_TRACE(direct ? "direct input gradient" : "im2col input gradient");
+    std::vector<float> dx = start_dx;
+    if (direct) conv2d_backward_input_direct(d.s, d.dy.data(), d.w.data(), dx.data());
+    else conv2d_backward_input_im2col(d.s, d.dy.data(), d.w.data(), dx.data());
+    EXPECT_LE(relative_error(minus(dx, start_dx), naive_dx), kTolerance);
   }
 }
 

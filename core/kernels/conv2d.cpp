@@ -381,6 +381,8 @@ void conv2d_forward_im2col(const Conv2dShape& s, const float* x, const float* w,
 void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
   if (conv2d_prefers_winograd(s)) {
     conv2d_backward_input_winograd(s, dy, w, dx);
+  } else if (conv2d_input_grad_prefers_direct(s)) {
+    conv2d_backward_input_direct(s, dy, w, dx);
   } else {
     conv2d_backward_input_im2col(s, dy, w, dx);
   }

@@ -34,16 +34,28 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw,
                             float* db);
 
-// Thin layers, whose im2col matrix has at most kConv2dDirectMaxColumns columns (3x3 kernels
-// on 1-channel images), run as direct loops (conv2d_direct.cpp) instead of im2col + sgemm:
-// the forward pass up to kConv2dDirectMaxForwardFilters filters, the weight gradient up to
-// kConv2dDirectMaxWeightGradFilters. The limits come from bench/bench_kernels.cpp
-// (BM_Conv2dForm) on the lab's layers; both forms are exposed so tests and benchmarks can
-// compare them.
+// Thin layers run as direct loops (conv2d_direct.cpp) instead of im2col + sgemm, per pass:
+// - forward: an im2col matrix of at most kConv2dDirectMaxColumns columns (3x3 kernels on
+//   1-channel images) up to kConv2dDirectMaxForwardFilters filters, or, stride 1, up to
+//   kConv2dDirectSmallMaxColumns columns with at most kConv2dDirectSmallMaxFilters filters
+//   (task1's second layer: 3x3x4 -> 8);
+// - weight gradient: the same, up to kConv2dDirectMaxWeightGradFilters filters for the first
+//   case and 1, 2, 4 or 8 filters for the second;
+// - input gradient, stride 1: at most kConv2dDirectMaxInputGradChannels input channels and a
+//   transposed window KH*KW*F of at most kConv2dDirectMaxInputGradColumns (task1's second layer:
+//   4 channels, 72), run as the forward loops over dy with the rotated kernel.
+// The limits come from bench/bench_kernels.cpp (BM_Conv2dForm) on the lab's layers; every form
+// is exposed so tests and benchmarks can compare them.
 constexpr int64_t kConv2dDirectMaxColumns = 9;
 constexpr int64_t kConv2dDirectMaxForwardFilters = 16;
 constexpr int64_t kConv2dDirectMaxWeightGradFilters = 64;
+constexpr int64_t kConv2dDirectSmallMaxColumns = 36;
+constexpr int64_t kConv2dDirectSmallMaxFilters = 8;
+constexpr int64_t kConv2dDirectMaxInputGradChannels = 8;
+constexpr int64_t kConv2dDirectMaxInputGradColumns = 72;
 bool conv2d_forward_prefers_direct(const Conv2dShape& s);
+bool conv2d_input_grad_prefers_direct(const Conv2dShape& s);
+void conv2d_backward_input_direct(const Conv2dShape& s, const float* dy, const float* w, float* dx);
 bool conv2d_weight_grad_prefers_direct(const Conv2dShape& s);
 void conv2d_forward_direct(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);
 void conv2d_backward_weight_direct(const Conv2dShape& s, const float* x, const float* dy, float* dw,

@@ -17,6 +17,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -169,10 +170,12 @@ inline Float8 load8(const float* p) {
 }
 inline void store8(float* p, Float8 v) { std::memcpy(p, &v, sizeof v); }
 
-// bias_row: the bias tiled along the row like the weights (zeros without bias).
+// bias_row: the bias tiled along the row like the weights (zeros without bias); null to add
+// the row's sums to what yrow holds (the input gradient run as a convolution).
 void forward_row_spread(const Conv2dShape& s, const float* __restrict x, const float* __restrict tiled,
-                        const float* __restrict bias_row, int64_t n, int64_t oy, SpreadRows& spread,
+                        const float* bias_row, int64_t n, int64_t oy, SpreadRows& spread,
                         float* __restrict yrow) {
+  const float* start = bias_row ? bias_row : yrow;
   constexpr int64_t kBlock = 8;
   const int64_t C = s.C, F = s.F;
   const int64_t row_len = s.Wo * F;
@@ -190,7 +193,7 @@ void forward_row_spread(const Conv2dShape& s, const float* __restrict x, const f
   // V vectors of 8 outputs at a time: V independent sums hide the add latency.
   auto blocks = [&]<int V>(int64_t i0) {
     Float8 acc[V];
-    for (int v = 0; v < V; ++v) acc[v] = load8(bias_row + i0 + 8 * v);
+    for (int v = 0; v < V; ++v) acc[v] = load8(start + i0 + 8 * v);
     for (int64_t r = 0; r < valid; ++r)
       for (int64_t kx = 0; kx < s.KW; ++kx)
         for (int64_t c = 0; c < C; ++c) {
@@ -202,9 +205,16 @@ void forward_row_spread(const Conv2dShape& s, const float* __restrict x, const f
   };
   int64_t i0 = 0;
   for (; i0 + 4 * kBlock <= row_len; i0 += 4 * kBlock) blocks.template operator()<4>(i0);
-  for (; i0 + kBlock <= row_len; i0 += kBlock) blocks.template operator()<1>(i0);
+  // The last 1-3 vectors as one call, so their sums are independent too.
+  switch ((row_len - i0) / kBlock) {
+    case 3: blocks.template operator()<3>(i0); break;
+    case 2: blocks.template operator()<2>(i0); break;
+    case 1: blocks.template operator()<1>(i0); break;
+    default: break;
+  }
+  i0 += (row_len - i0) / kBlock * kBlock;
   for (int64_t i = i0; i < row_len; ++i) {
-    float acc = bias_row[i];
+    float acc = start[i];
     for (int64_t r = 0; r < valid; ++r)
       for (int64_t kx = 0; kx < s.KW; ++kx)
         for (int64_t c = 0; c < C; ++c)
@@ -262,24 +272,32 @@ int spread_weight_grad_lanes(const Conv2dShape& s) {
   return 8 % s.F == 0 ? 32 : 0;
 }
 
+bool spread_forward_applies(const Conv2dShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 && s.KH <= kMaxSpreadKernelRows;
+}
+
+// y = conv(x, w) + b, or with accumulate (b must be null) y += conv(x, w).
 template <int64_t FT>
-void forward_all(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y) {
+void forward_all(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y,
+                 bool accumulate = false) {
   const int64_t rows = s.N * s.Ho;
-  if (s.stride_h == 1 && s.stride_w == 1 && s.KH <= kMaxSpreadKernelRows) {
+  if (spread_forward_applies(s)) {
     const int64_t row_len = s.Wo * s.F;
     std::vector<float> tiled(static_cast<size_t>(s.cols() * row_len)), bias_row(static_cast<size_t>(row_len));
     for (int64_t tap = 0; tap < s.cols(); ++tap)
       for (int64_t i = 0; i < row_len; ++i) tiled[tap * row_len + i] = w[tap * s.F + i % s.F];
     for (int64_t i = 0; i < row_len; ++i) bias_row[i] = b ? b[i % s.F] : 0.0f;
+    const float* start = accumulate ? nullptr : bias_row.data();
 #pragma omp parallel
     {
       SpreadRows spread(s);
 #pragma omp for schedule(static)
       for (int64_t t = 0; t < rows; ++t)
-        forward_row_spread(s, x, tiled.data(), bias_row.data(), t / s.Ho, t % s.Ho, spread, y + t * row_len);
+        forward_row_spread(s, x, tiled.data(), start, t / s.Ho, t % s.Ho, spread, y + t * row_len);
     }
     return;
   }
+  assert(!accumulate);
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < rows; ++t) forward_row<FT>(s, x, w, b, t / s.Ho, t % s.Ho, y + t * s.Wo * s.F);
 }
@@ -328,12 +346,20 @@ void weight_grad_all(const Conv2dShape& s, const float* x, const float* dy, floa
 
 }  // namespace
 
+namespace {
+bool small_stride1(const Conv2dShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 && s.cols() <= kConv2dDirectSmallMaxColumns &&
+         s.F <= kConv2dDirectSmallMaxFilters;
+}
+}  // namespace
+
 bool conv2d_forward_prefers_direct(const Conv2dShape& s) {
-  return s.cols() <= kConv2dDirectMaxColumns && s.F <= kConv2dDirectMaxForwardFilters;
+  return (s.cols() <= kConv2dDirectMaxColumns && s.F <= kConv2dDirectMaxForwardFilters) || small_stride1(s);
 }
 
 bool conv2d_weight_grad_prefers_direct(const Conv2dShape& s) {
-  return s.cols() <= kConv2dDirectMaxColumns && s.F <= kConv2dDirectMaxWeightGradFilters;
+  return (s.cols() <= kConv2dDirectMaxColumns && s.F <= kConv2dDirectMaxWeightGradFilters) ||
+         (small_stride1(s) && spread_weight_grad_lanes(s) > 0);
 }
 
 namespace {
@@ -356,6 +382,19 @@ void with_filter_count(int64_t F, Body&& body) {
 
 void conv2d_forward_direct(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y) {
   with_filter_count(s.F, [&]<int64_t FT>() { forward_all<FT>(s, x, w, b, y); });
+}
+
+bool conv2d_input_grad_prefers_direct(const Conv2dShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 && s.C <= kConv2dDirectMaxInputGradChannels &&
+         s.KH * s.KW * s.F <= kConv2dDirectMaxInputGradColumns;
+}
+
+void conv2d_backward_input_direct(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
+  const Conv2dShape t = conv2d_transposed_shape(s);
+  assert(spread_forward_applies(t));
+  std::vector<float> rotated(static_cast<size_t>(s.KH * s.KW * s.C * s.F));
+  conv2d_rotate_kernel(s, w, rotated.data());
+  with_filter_count(t.F, [&]<int64_t FT>() { forward_all<FT>(t, dy, rotated.data(), nullptr, dx, true); });
 }
 
 void conv2d_backward_weight_direct(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db) {
