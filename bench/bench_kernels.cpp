@@ -194,11 +194,11 @@ BENCHMARK_CAPTURE(BM_Conv2dForm, task1_conv2_b256_input_grad_im2col, task1_conv2
 KILN_CONV_FORMS(task2_conv1_b16, task2_conv1);
 KILN_CONV_FORMS(task3_conv1_b70, task3_conv1);
 
-// Wide 3x3 layers: Winograd F(2x2, 3x3) against im2col + sgemm, forward and input gradient
+// Wide 3x3 layers: Winograd F(2x2, 3x3) against im2col + sgemm, forward, input and weight gradient
 // (conv2d_prefers_winograd picks Winograd from kConv2dWinogradMinChannels channels up). The
 // GFLOP/s counter is the direct form's FLOP count, so both forms are on one scale.
 enum class WideForm { kWinograd, kIm2col };
-enum class WidePass { kForward, kInputGrad };
+enum class WidePass { kForward, kInputGrad, kWeightGrad };
 
 void BM_Conv3x3Form(benchmark::State& state, Conv2dShape s, WidePass pass, WideForm form) {
   ConvBuffers c(s);
@@ -207,6 +207,11 @@ void BM_Conv3x3Form(benchmark::State& state, Conv2dShape s, WidePass pass, WideF
       if (form == WideForm::kWinograd) kiln::conv2d_forward_winograd(c.s, c.x.data(), c.w.data(), c.b.data(), c.y.data());
       else kiln::conv2d_forward_im2col(c.s, c.x.data(), c.w.data(), c.b.data(), c.y.data());
       benchmark::DoNotOptimize(c.y.data());
+    } else if (pass == WidePass::kWeightGrad) {
+      if (form == WideForm::kWinograd)
+        kiln::conv2d_backward_weight_winograd(c.s, c.x.data(), c.dy.data(), c.dw.data(), c.db.data());
+      else kiln::conv2d_backward_weight_im2col(c.s, c.x.data(), c.dy.data(), c.dw.data(), c.db.data());
+      benchmark::DoNotOptimize(c.dw.data());
     } else {
       if (form == WideForm::kWinograd) kiln::conv2d_backward_input_winograd(c.s, c.dy.data(), c.w.data(), c.dx.data());
       else kiln::conv2d_backward_input_im2col(c.s, c.dy.data(), c.w.data(), c.dx.data());
@@ -235,6 +240,14 @@ Conv2dShape task3_block3_conv2() { return Conv2dShape::make(70, 8, 8, 256, 3, 3,
       ->UseRealTime()                                                                                        \
       ->Unit(benchmark::kMicrosecond);                                                                       \
   BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_input_grad_im2col, shape(), WidePass::kInputGrad,                \
+                    WideForm::kIm2col)                                                                       \
+      ->UseRealTime()                                                                                        \
+      ->Unit(benchmark::kMicrosecond);                                                                       \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_weight_grad_winograd, shape(), WidePass::kWeightGrad,            \
+                    WideForm::kWinograd)                                                                     \
+      ->UseRealTime()                                                                                        \
+      ->Unit(benchmark::kMicrosecond);                                                                       \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_weight_grad_im2col, shape(), WidePass::kWeightGrad,              \
                     WideForm::kIm2col)                                                                       \
       ->UseRealTime()                                                                                        \
       ->Unit(benchmark::kMicrosecond)

@@ -289,7 +289,8 @@ const std::vector<ConvCase> kConvCases = {
 INSTANTIATE_TEST_SUITE_P(Shapes, Conv2dKernels, testing::ValuesIn(kConvCases), conv_case_name);
 
 // Winograd F(2x2, 3x3) serves every 3x3 stride-1 shape, whatever conv2d_prefers_winograd picks
-// for it: forward (with and without bias) and the input gradient, which must add into dx.
+// for it: forward (with and without bias), the input gradient and the weight gradient, the
+// gradients adding into their buffers.
 class Conv2dWinograd : public testing::TestWithParam<ConvCase> {};
 
 TEST_P(Conv2dWinograd, MatchesNaive) {
@@ -310,6 +311,15 @@ TEST_P(Conv2dWinograd, MatchesNaive) {
   std::vector<float> dx = start;
   conv2d_backward_input_winograd(d.s, d.dy.data(), d.w.data(), dx.data());
   EXPECT_LE(relative_error(minus(dx, start), naive), kTolerance);
+
+  const int64_t nw = 9 * d.s.C * d.s.F;
+  std::vector<float> naive_dw(static_cast<size_t>(nw), 0.0f), naive_db(d.s.F, 0.0f);
+  conv2d_backward_weight_naive(d.s, d.x.data(), d.dy.data(), naive_dw.data(), naive_db.data());
+  const std::vector<float> start_dw = random_floats(nw, 6), start_db = random_floats(d.s.F, 7);
+  std::vector<float> dw = start_dw, db = start_db;
+  conv2d_backward_weight_winograd(d.s, d.x.data(), d.dy.data(), dw.data(), db.data());
+  EXPECT_LE(relative_error(minus(dw, start_dw), naive_dw), kTolerance);
+  EXPECT_LE(relative_error(minus(db, start_db), naive_db), kTolerance);
 }
 
 std::vector<ConvCase> cases_3x3_stride1() {

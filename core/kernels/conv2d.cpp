@@ -79,27 +79,6 @@ void fill_rows_with_bias(int64_t rows, int64_t F, const float* b, float* y) {
   }
 }
 
-// db[f] += sum over rows of dy[r, f]; per-thread double partial sums keep large batches exact
-// enough and the reduction race-free.
-void add_column_sums(int64_t rows, int64_t F, const float* dy, float* db) {
-  const int max_threads = omp_get_max_threads();
-  std::vector<double> partial(static_cast<size_t>(max_threads) * F, 0.0);
-#pragma omp parallel
-  {
-    double* mine = partial.data() + static_cast<size_t>(omp_get_thread_num()) * F;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* dyr = dy + r * F;
-      for (int64_t f = 0; f < F; ++f) mine[f] += dyr[f];
-    }
-  }
-  for (int64_t f = 0; f < F; ++f) {
-    double sum = 0.0;
-    for (int t = 0; t < max_threads; ++t) sum += partial[static_cast<size_t>(t) * F + f];
-    db[f] += static_cast<float>(sum);
-  }
-}
-
 // Below this many input channels the transposed-convolution form of the input gradient is a
 // GEMM with only C output columns, which OpenBLAS runs far below peak; measured on 16x28x28
 // inputs with 32 filters, col2im wins up to C = 8 and loses from C = 16 up.
@@ -131,6 +110,27 @@ void backward_input_as_convolution(const Conv2dShape& s, const float* dy, const 
 }
 
 }  // namespace
+
+// db[f] += sum over rows of dy[r, f]; per-thread double partial sums keep large batches exact
+// enough and the reduction race-free.
+void conv2d_add_bias_grad(int64_t rows, int64_t F, const float* dy, float* db) {
+  const int max_threads = omp_get_max_threads();
+  std::vector<double> partial(static_cast<size_t>(max_threads) * F, 0.0);
+#pragma omp parallel
+  {
+    double* mine = partial.data() + static_cast<size_t>(omp_get_thread_num()) * F;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* dyr = dy + r * F;
+      for (int64_t f = 0; f < F; ++f) mine[f] += dyr[f];
+    }
+  }
+  for (int64_t f = 0; f < F; ++f) {
+    double sum = 0.0;
+    for (int t = 0; t < max_threads; ++t) sum += partial[static_cast<size_t>(t) * F + f];
+    db[f] += static_cast<float>(sum);
+  }
+}
 
 Conv2dShape conv2d_transposed_shape(const Conv2dShape& s) {
   assert(s.stride_h == 1 && s.stride_w == 1);
@@ -416,6 +416,8 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
                             float* db) {
   if (conv2d_weight_grad_prefers_direct(s)) {
     conv2d_backward_weight_direct(s, x, dy, dw, db);
+  } else if (conv2d_prefers_winograd(s)) {
+    conv2d_backward_weight_winograd(s, x, dy, dw, db);
   } else {
     conv2d_backward_weight_im2col(s, x, dy, dw, db);
   }
@@ -426,7 +428,7 @@ void conv2d_backward_weight_im2col(const Conv2dShape& s, const float* x, const f
   const int64_t M = s.rows();
   const int64_t K = s.cols();
   const int64_t F = s.F;
-  if (db) add_column_sums(M, F, dy, db);
+  if (db) conv2d_add_bias_grad(M, F, dy, db);
   if (is_pointwise(s)) {
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, blas_int(K), blas_int(F), blas_int(M),
                 1.0f, x, blas_int(K), dy, blas_int(F), 1.0f, dw, blas_int(F));

@@ -66,12 +66,16 @@ void conv2d_backward_weight_im2col(const Conv2dShape& s, const float* x, const f
                                    float* db);
 
 // 3x3 stride-1 layers with at least kConv2dWinogradMinChannels input channels and filters run
-// their forward pass and input gradient as Winograd F(2x2, 3x3) (conv2d_winograd.cpp): 2.25x
-// fewer GEMM FLOPs than im2col + sgemm. The weight gradient stays im2col + sgemm.
+// their forward pass, input gradient and weight gradient as Winograd F(2x2, 3x3)
+// (conv2d_winograd.cpp): 2.25x fewer GEMM FLOPs than im2col + sgemm.
 constexpr int64_t kConv2dWinogradMinChannels = 32;
 bool conv2d_prefers_winograd(const Conv2dShape& s);
 void conv2d_forward_winograd(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);
 void conv2d_backward_input_winograd(const Conv2dShape& s, const float* dy, const float* w, float* dx);
+void conv2d_backward_weight_winograd(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db);
+
+// db[f] += sum over the rows of dy [rows, F] (the bias gradient of every form).
+void conv2d_add_bias_grad(int64_t rows, int64_t F, const float* dy, float* db);
 
 // The input gradient of a stride-1 convolution is a convolution of dy with the kernel rotated
 // by 180 degrees, C and F swapped ([KH,KW,F,C]), and KH-1-pad leading padding: its shape, and

@@ -39,23 +39,32 @@ void transform_kernel(int64_t C, int64_t F, const float* __restrict w, float* __
   const int64_t CF = C * F;
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    for (int64_t f = 0; f < F; ++f) {
-      float g[3][3];
-      for (int ky = 0; ky < 3; ++ky)
-        for (int kx = 0; kx < 3; ++kx) g[ky][kx] = w[(ky * 3 + kx) * CF + c * F + f];
-      float gg[4][3];  // G g
+    alignas(64) float gg[12][kChannelBlock];  // G g: 4 rows of 3, each over a block of filters
+    for (int64_t f0 = 0; f0 < F; f0 += kChannelBlock) {
+      const int64_t fb = std::min(kChannelBlock, F - f0);
+      const float* g = w + c * F + f0;  // g[(ky*3 + kx) * CF + k]
       for (int kx = 0; kx < 3; ++kx) {
-        gg[0][kx] = g[0][kx];
-        gg[1][kx] = 0.5f * (g[0][kx] + g[1][kx] + g[2][kx]);
-        gg[2][kx] = 0.5f * (g[0][kx] - g[1][kx] + g[2][kx]);
-        gg[3][kx] = g[2][kx];
+        const float* g0 = g + (0 * 3 + kx) * CF;
+        const float* g1 = g + (1 * 3 + kx) * CF;
+        const float* g2 = g + (2 * 3 + kx) * CF;
+        for (int64_t k = 0; k < fb; ++k) {
+          gg[0 * 3 + kx][k] = g0[k];
+          gg[1 * 3 + kx][k] = 0.5f * (g0[k] + g1[k] + g2[k]);
+          gg[2 * 3 + kx][k] = 0.5f * (g0[k] - g1[k] + g2[k]);
+          gg[3 * 3 + kx][k] = g2[k];
+        }
       }
       for (int i = 0; i < 4; ++i) {  // (G g) G^T
-        float* row = u + (i * 4) * CF + c * F + f;
-        row[0 * CF] = gg[i][0];
-        row[1 * CF] = 0.5f * (gg[i][0] + gg[i][1] + gg[i][2]);
-        row[2 * CF] = 0.5f * (gg[i][0] - gg[i][1] + gg[i][2]);
-        row[3 * CF] = gg[i][2];
+        float* out = u + (i * 4) * CF + c * F + f0;
+        const float* a = gg[i * 3 + 0];
+        const float* b = gg[i * 3 + 1];
+        const float* d = gg[i * 3 + 2];
+        for (int64_t k = 0; k < fb; ++k) {
+          out[0 * CF + k] = a[k];
+          out[1 * CF + k] = 0.5f * (a[k] + b[k] + d[k]);
+          out[2 * CF + k] = 0.5f * (a[k] - b[k] + d[k]);
+          out[3 * CF + k] = d[k];
+        }
       }
     }
   }
@@ -171,25 +180,126 @@ void transform_output(const Conv2dShape& s, const Tiling& tl, const float* __res
   }
 }
 
-// y (+)= conv(x, w) + b through Winograd, for a 3x3 stride-1 shape with any padding.
-void winograd(const Conv2dShape& s, const float* x, const float* w, const float* b, bool accumulate,
-              float* y) {
-  const int64_t C = s.C, F = s.F;
+// Z[xi][t][f] = (A dy A^T)[xi] for the 2x2 block dy of output gradients of tile t (zero where
+// the tile overhangs the output); A = [1 0; 1 1; 1 -1; 0 -1], the transpose of A^T above.
+// The forward pass is y = A^T (U .* V) A per tile, so the gradient of U is Z .* V, summed over
+// the tiles: for each xi a GEMM V[xi]^T Z[xi].
+void transform_output_grad(const Conv2dShape& s, const Tiling& tl, const float* __restrict dy, int64_t t0,
+                           int64_t tiles, float* __restrict z) {
+  const int64_t F = s.F;
+  const int64_t plane = tiles * F;
+  alignas(64) float r[8][kChannelBlock];  // A dy: 4 rows of 2
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t tile = t0 + t;
+    const int64_t n = tile / tl.per_image;
+    const int64_t ty = (tile % tl.per_image) / tl.cols, tx = tile % tl.cols;
+    const int64_t oy0 = 2 * ty, ox0 = 2 * tx;
+    const bool down = oy0 + 1 < s.Ho, right = ox0 + 1 < s.Wo;
+    const float* d00 = dy + ((n * s.Ho + oy0) * s.Wo + ox0) * F;
+    const float* d01 = d00 + F;
+    const float* d10 = d00 + s.Wo * F;
+    const float* d11 = d10 + F;
+    for (int64_t f0 = 0; f0 < F; f0 += kChannelBlock) {
+      const int64_t fb = std::min(kChannelBlock, F - f0);
+      for (int64_t k = 0; k < fb; ++k) {
+        const float a00 = d00[f0 + k];
+        const float a01 = right ? d01[f0 + k] : 0.0f;
+        const float a10 = down ? d10[f0 + k] : 0.0f;
+        const float a11 = down && right ? d11[f0 + k] : 0.0f;
+        r[0][k] = a00;             // row 0: dy row 0
+        r[1][k] = a01;
+        r[2][k] = a00 + a10;       // row 1: dy0 + dy1
+        r[3][k] = a01 + a11;
+        r[4][k] = a00 - a10;       // row 2: dy0 - dy1
+        r[5][k] = a01 - a11;
+        r[6][k] = -a10;            // row 3: -dy1
+        r[7][k] = -a11;
+      }
+      for (int i = 0; i < 4; ++i) {  // (A dy) A^T: the same combination along the columns
+        const float* c0 = r[2 * i];
+        const float* c1 = r[2 * i + 1];
+        float* out = z + (i * 4) * plane + t * F + f0;
+        for (int64_t k = 0; k < fb; ++k) {
+          out[0 * plane + k] = c0[k];
+          out[1 * plane + k] = c0[k] + c1[k];
+          out[2 * plane + k] = c0[k] - c1[k];
+          out[3 * plane + k] = -c1[k];
+        }
+      }
+    }
+  }
+}
+
+// dw[ky][kx][c][f] += (G^T M G)[ky][kx] for the summed products M[xi][c][f] (the gradient of
+// U = G g G^T carried back to g); G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
+void transform_kernel_grad(int64_t C, int64_t F, const float* __restrict m, float* __restrict dw) {
+  const int64_t CF = C * F;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    alignas(64) float t[12][kChannelBlock];  // G^T M: 3 rows of 4
+    for (int64_t f0 = 0; f0 < F; f0 += kChannelBlock) {
+      const int64_t fb = std::min(kChannelBlock, F - f0);
+      const float* mc = m + c * F + f0;  // mc[xi * CF + k]
+      for (int j = 0; j < 4; ++j) {
+        const float* m0 = mc + (0 * 4 + j) * CF;
+        const float* m1 = mc + (1 * 4 + j) * CF;
+        const float* m2 = mc + (2 * 4 + j) * CF;
+        const float* m3 = mc + (3 * 4 + j) * CF;
+        for (int64_t k = 0; k < fb; ++k) {
+          t[0 * 4 + j][k] = m0[k] + 0.5f * (m1[k] + m2[k]);
+          t[1 * 4 + j][k] = 0.5f * (m1[k] - m2[k]);
+          t[2 * 4 + j][k] = 0.5f * (m1[k] + m2[k]) + m3[k];
+        }
+      }
+      for (int ky = 0; ky < 3; ++ky) {
+        const float* a0 = t[ky * 4 + 0];
+        const float* a1 = t[ky * 4 + 1];
+        const float* a2 = t[ky * 4 + 2];
+        const float* a3 = t[ky * 4 + 3];
+        float* out = dw + (ky * 3) * CF + c * F + f0;
+        for (int64_t k = 0; k < fb; ++k) {
+          out[0 * CF + k] += a0[k] + 0.5f * (a1[k] + a2[k]);
+          out[1 * CF + k] += 0.5f * (a1[k] - a2[k]);
+          out[2 * CF + k] += 0.5f * (a1[k] + a2[k]) + a3[k];
+        }
+      }
+    }
+  }
+}
+
+// Tile blocks: as large as the per-thread budget allows (floats per tile: `per_tile`), at
+// least one per thread, a multiple of the thread count.
+struct Blocks {
+  int64_t count, size;
+};
+Blocks tile_blocks(int64_t total, int64_t per_tile, int threads) {
+  const int64_t cap = std::clamp<int64_t>(kTileFloatsBudget / per_tile, 16, kMaxBlockTiles);
+  int64_t count = std::max<int64_t>((total + cap - 1) / cap, threads);
+  count = (count + threads - 1) / threads * threads;
+  return {count, (total + count - 1) / count};
+}
+
+Tiling tiling_of(const Conv2dShape& s) {
   Tiling tl{};
   tl.rows = (s.Ho + 1) / 2;
   tl.cols = (s.Wo + 1) / 2;
   tl.per_image = tl.rows * tl.cols;
   tl.total = s.N * tl.per_image;
+  return tl;
+}
+
+// y (+)= conv(x, w) + b through Winograd, for a 3x3 stride-1 shape with any padding.
+void winograd(const Conv2dShape& s, const float* x, const float* w, const float* b, bool accumulate,
+              float* y) {
+  const int64_t C = s.C, F = s.F;
+  const Tiling tl = tiling_of(s);
 
   Workspace u(16 * C * F);
   transform_kernel(C, F, w, u.data());
 
   const int threads = omp_get_max_threads();
-  // Blocks of tiles: as large as the per-thread budget allows, and at least one per thread.
-  const int64_t cap = std::clamp<int64_t>(kTileFloatsBudget / (16 * (C + F)), 16, kMaxBlockTiles);
-  int64_t blocks = std::max<int64_t>((tl.total + cap - 1) / cap, threads);
-  blocks = (blocks + threads - 1) / threads * threads;
-  const int64_t block = (tl.total + blocks - 1) / blocks;
+  const Blocks bl = tile_blocks(tl.total, 16 * (C + F), threads);
+  const int64_t blocks = bl.count, block = bl.size;
   const int64_t per_thread = 16 * block * (C + F);
   Workspace scratch(per_thread * threads);
   const float* uu = u.data();
@@ -219,6 +329,45 @@ bool conv2d_prefers_winograd(const Conv2dShape& s) {
 
 void conv2d_forward_winograd(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y) {
   winograd(s, x, w, b, /*accumulate=*/false, y);
+}
+
+void conv2d_backward_weight_winograd(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db) {
+  if (db) conv2d_add_bias_grad(s.rows(), s.F, dy, db);
+  const int64_t C = s.C, F = s.F;
+  const Tiling tl = tiling_of(s);
+  const int threads = omp_get_max_threads();
+  const Blocks bl = tile_blocks(tl.total, 16 * (C + F), threads);
+  // Per thread: V and Z of one block, and the thread's running sums M (16 x C x F).
+  const int64_t sums = 16 * C * F;
+  const int64_t per_thread = 16 * bl.size * (C + F) + sums;
+  Workspace scratch(per_thread * threads);
+  const int64_t sums_at = 16 * bl.size * (C + F);  // offset of M in a thread's part
+  for (int t = 0; t < threads; ++t) std::fill_n(scratch.data() + per_thread * t + sums_at, sums, 0.0f);
+#pragma omp parallel
+  {
+    float* v = scratch.data() + per_thread * omp_get_thread_num();
+    float* z = v + 16 * bl.size * C;
+    float* m = v + sums_at;
+#pragma omp for schedule(static, 1)
+    for (int64_t bi = 0; bi < bl.count; ++bi) {
+      const int64_t t0 = bi * bl.size;
+      const int64_t tiles = std::min(bl.size, tl.total - t0);
+      if (tiles <= 0) continue;
+      transform_input(s, tl, x, t0, tiles, v);
+      transform_output_grad(s, tl, dy, t0, tiles, z);
+      for (int64_t xi = 0; xi < 16; ++xi) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(C), static_cast<int>(F),
+                    static_cast<int>(tiles), 1.0f, v + xi * tiles * C, static_cast<int>(C), z + xi * tiles * F,
+                    static_cast<int>(F), 1.0f, m + xi * C * F, static_cast<int>(F));
+      }
+    }
+  }
+  // The threads' sums into the first thread's, then back through the kernel transform.
+  float* total = scratch.data() + sums_at;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < sums; ++i)
+    for (int t = 1; t < threads; ++t) total[i] += scratch.data()[per_thread * t + sums_at + i];
+  transform_kernel_grad(C, F, total, dw);
 }
 
 void conv2d_backward_input_winograd(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
