@@ -74,6 +74,22 @@ struct Tiling {
   int64_t rows, cols, per_image, total;  // tiles per output column, per row, per image, in all
 };
 
+// Where tile `tile` sits: its image, its top-left output (oy0, ox0) = 2 * (ty, tx), and
+// whether its second output row / column lies inside the output.
+struct TilePlace {
+  int64_t n, oy0, ox0;
+  bool down, right;
+};
+TilePlace place_of(const Conv2dShape& s, const Tiling& tl, int64_t tile) {
+  TilePlace p{};
+  p.n = tile / tl.per_image;
+  p.oy0 = 2 * ((tile % tl.per_image) / tl.cols);
+  p.ox0 = 2 * (tile % tl.cols);
+  p.down = p.oy0 + 1 < s.Ho;
+  p.right = p.ox0 + 1 < s.Wo;
+  return p;
+}
+
 // V[xi][t][c] = (B^T d B)[xi] for the 4x4 input patch d of tile t (zero outside the image);
 // B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
 void transform_input(const Conv2dShape& s, const Tiling& tl, const float* __restrict x, int64_t t0,
@@ -83,10 +99,9 @@ void transform_input(const Conv2dShape& s, const Tiling& tl, const float* __rest
   alignas(64) float d[16][kChannelBlock];
   alignas(64) float r[16][kChannelBlock];
   for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t tile = t0 + t;
-    const int64_t n = tile / tl.per_image;
-    const int64_t ty = (tile % tl.per_image) / tl.cols, tx = tile % tl.cols;
-    const int64_t iy0 = 2 * ty - s.pad_top, ix0 = 2 * tx - s.pad_left;
+    const TilePlace p = place_of(s, tl, t0 + t);
+    const int64_t n = p.n;
+    const int64_t iy0 = p.oy0 - s.pad_top, ix0 = p.ox0 - s.pad_left;
     for (int64_t c0 = 0; c0 < C; c0 += kChannelBlock) {
       const int64_t cb = std::min(kChannelBlock, C - c0);
       for (int i = 0; i < 4; ++i) {
@@ -132,12 +147,9 @@ void transform_output(const Conv2dShape& s, const Tiling& tl, const float* __res
   const int64_t F = s.F;
   const int64_t plane = tiles * F;
   for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t tile = t0 + t;
-    const int64_t n = tile / tl.per_image;
-    const int64_t ty = (tile % tl.per_image) / tl.cols, tx = tile % tl.cols;
-    const int64_t oy0 = 2 * ty, ox0 = 2 * tx;
-    const bool down = oy0 + 1 < s.Ho, right = ox0 + 1 < s.Wo;
-    float* y00 = y + ((n * s.Ho + oy0) * s.Wo + ox0) * F;
+    const TilePlace p = place_of(s, tl, t0 + t);
+    const bool down = p.down, right = p.right;
+    float* y00 = y + ((p.n * s.Ho + p.oy0) * s.Wo + p.ox0) * F;
     float* y01 = y00 + F;
     float* y10 = y00 + s.Wo * F;
     float* y11 = y10 + F;
@@ -190,12 +202,9 @@ void transform_output_grad(const Conv2dShape& s, const Tiling& tl, const float* 
   const int64_t plane = tiles * F;
   alignas(64) float r[8][kChannelBlock];  // A dy: 4 rows of 2
   for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t tile = t0 + t;
-    const int64_t n = tile / tl.per_image;
-    const int64_t ty = (tile % tl.per_image) / tl.cols, tx = tile % tl.cols;
-    const int64_t oy0 = 2 * ty, ox0 = 2 * tx;
-    const bool down = oy0 + 1 < s.Ho, right = ox0 + 1 < s.Wo;
-    const float* d00 = dy + ((n * s.Ho + oy0) * s.Wo + ox0) * F;
+    const TilePlace p = place_of(s, tl, t0 + t);
+    const bool down = p.down, right = p.right;
+    const float* d00 = dy + ((p.n * s.Ho + p.oy0) * s.Wo + p.ox0) * F;
     const float* d01 = d00 + F;
     const float* d10 = d00 + s.Wo * F;
     const float* d11 = d10 + F;
