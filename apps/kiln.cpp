@@ -17,22 +17,22 @@
 #include <new>
 #include <string>
 
-#include "apps/cli.h"
+#include "apps/common/cli.h"
 #include "core/autograd.h"
-#include "core/ops.h"
-#include "core/parallel.h"
-#include "core/random.h"
-#include "data/augment.h"
+#include "core/ops/ops.h"
+#include "core/runtime/parallel.h"
+#include "core/runtime/random.h"
+#include "data/augment/augment.h"
 #include "data/dataset.h"
-#include "data/lab_augmentation.h"
-#include "data/pcam.h"
-#include "layers/lab_models.h"
-#include "data/idx.h"
-#include "data/mnist_fetch.h"
-#include "layers/keras_export.h"
-#include "layers/model_file.h"
-#include "optim/fit.h"
-#include "optim/metrics.h"
+#include "data/lab/lab_augmentation.h"
+#include "data/formats/pcam.h"
+#include "layers/zoo/lab_models.h"
+#include "data/formats/idx.h"
+#include "data/fetch/mnist_fetch.h"
+#include "layers/io/keras/keras_export.h"
+#include "layers/io/model_file.h"
+#include "optim/train/fit.h"
+#include "optim/train/metrics.h"
 
 namespace {
 

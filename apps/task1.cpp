@@ -8,19 +8,19 @@
 #include <string>
 #include <vector>
 
-#include "apps/app_common.h"
+#include "apps/common/app_common.h"
 #include "apps/reference_cnn.h"
 #include "core/autograd.h"
-#include "core/ops.h"
-#include "core/random.h"
-#include "data/idx.h"
+#include "core/ops/ops.h"
+#include "core/runtime/random.h"
+#include "data/formats/idx.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
 #include "layers/flatten.h"
-#include "layers/lab_models.h"
+#include "layers/zoo/lab_models.h"
 #include "layers/max_pool2d.h"
 #include "optim/adam.h"
-#include "optim/plot_history.h"
+#include "optim/report/plot_history.h"
 
 namespace {
 

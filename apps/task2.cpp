@@ -9,13 +9,13 @@
 #include <string>
 #include <vector>
 
-#include "apps/app_common.h"
-#include "core/ops.h"
-#include "data/idx.h"
-#include "data/lab_augmentation.h"
-#include "layers/lab_models.h"
+#include "apps/common/app_common.h"
+#include "core/ops/ops.h"
+#include "data/formats/idx.h"
+#include "data/lab/lab_augmentation.h"
+#include "layers/zoo/lab_models.h"
 #include "optim/adam.h"
-#include "optim/plot_history.h"
+#include "optim/report/plot_history.h"
 
 namespace {
 

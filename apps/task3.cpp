@@ -10,15 +10,15 @@
 #include <string>
 #include <vector>
 
-#include "apps/app_common.h"
-#include "core/ops.h"
-#include "core/random.h"
-#include "data/lab_augmentation.h"
-#include "data/pcam.h"
-#include "layers/lab_models.h"
+#include "apps/common/app_common.h"
+#include "core/ops/ops.h"
+#include "core/runtime/random.h"
+#include "data/lab/lab_augmentation.h"
+#include "data/formats/pcam.h"
+#include "layers/zoo/lab_models.h"
 #include "optim/adam.h"
-#include "optim/checkpoint.h"
-#include "optim/plot_history.h"
+#include "optim/train/checkpoint.h"
+#include "optim/report/plot_history.h"
 
 namespace {
 

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "core/kernels/batch_norm.h"
-#include "core/kernels/conv2d.h"
+#include "core/kernels/conv2d/conv2d.h"
 #include "core/kernels/max_pool2d.h"
-#include "core/random.h"
+#include "core/runtime/random.h"
 
 namespace {
 

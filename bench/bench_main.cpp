@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "core/parallel.h"
+#include "core/runtime/parallel.h"
 
 int main(int argc, char** argv) {
   const int threads = kiln::num_threads();

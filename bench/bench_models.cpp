@@ -14,11 +14,11 @@
 #include <string>
 
 #include "core/autograd.h"
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #include "data/dataset.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
-#include "layers/lab_models.h"
+#include "layers/zoo/lab_models.h"
 #include "optim/adam.h"
 
 namespace kiln {

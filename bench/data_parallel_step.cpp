@@ -18,15 +18,15 @@
 #include <thread>
 #include <vector>
 
-#include "core/parallel.h"
-#include "core/random.h"
-#include "data/augment.h"
+#include "core/runtime/parallel.h"
+#include "core/runtime/random.h"
+#include "data/augment/augment.h"
 #include "data/dataset.h"
-#include "data/lab_augmentation.h"
-#include "layers/lab_models.h"
+#include "data/lab/lab_augmentation.h"
+#include "layers/zoo/lab_models.h"
 #include "optim/adam.h"
-#include "optim/distributed.h"
-#include "optim/fit.h"
+#include "optim/train/distributed/distributed.h"
+#include "optim/train/fit.h"
 
 namespace {
 

@@ -6,8 +6,8 @@
 #include <stdexcept>
 
 #include "core/autograd.h"
-#include "core/memory.h"
-#include "core/random.h"
+#include "core/runtime/memory.h"
+#include "core/runtime/random.h"
 
 namespace kiln {
 

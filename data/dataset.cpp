@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "core/random.h"
+#include "core/runtime/random.h"
 
 namespace kiln {
 namespace {

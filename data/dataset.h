@@ -10,7 +10,8 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "data/idx.h"  // ImageSet, DataError
+#include "core/io/file_error.h"  // DataError
+#include "data/image_set.h"
 
 namespace kiln {
 

@@ -3,11 +3,11 @@
 // Each must end in a result or kiln's own error types, never a crash.
 #include <cstdint>
 
-#include "data/idx.h"
-#include "data/pcam.h"
+#include "data/formats/idx.h"
+#include "data/formats/pcam.h"
 #include "fuzz_input_file.h"
-#include "layers/model_file.h"
-#include "optim/checkpoint.h"
+#include "layers/io/model_file.h"
+#include "optim/train/checkpoint.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = kiln::fuzz::input_file(data, size, ".h5");

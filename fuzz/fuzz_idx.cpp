@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "data/idx.h"
+#include "data/formats/idx.h"
 #include "fuzz_input_file.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

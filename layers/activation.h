@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #include "layers/module.h"
 
 namespace kiln {

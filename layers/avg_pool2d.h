@@ -2,7 +2,7 @@
 // (strides default to pool_size); with "same" padding the padded cells are not averaged in.
 #pragma once
 
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #include "layers/max_pool2d.h"  // MaxPool2DOptions: the same three options
 #include "layers/module.h"
 

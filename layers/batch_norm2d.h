@@ -5,7 +5,7 @@
 
 #include <utility>
 
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #include "layers/module.h"
 
 namespace kiln {

@@ -2,8 +2,8 @@
 // Each training call draws a fresh mask seed from the layer's own seeded stream.
 #pragma once
 
-#include "core/ops.h"
-#include "core/random.h"
+#include "core/ops/ops.h"
+#include "core/runtime/random.h"
 #include "layers/module.h"
 
 namespace kiln {

@@ -1,7 +1,7 @@
 // Flatten: [N, ...] -> [N, prod(...)], in NHWC order (Keras' channels-last order).
 #pragma once
 
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #include "layers/module.h"
 
 namespace kiln {

@@ -1,7 +1,7 @@
 // MaxPool2D: [N,H,W,C] -> [N,Ho,Wo,C], Keras' pool_size/strides/padding (strides default to pool_size).
 #pragma once
 
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #include "layers/module.h"
 
 namespace kiln {

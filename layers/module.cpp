@@ -3,8 +3,8 @@
 #include <atomic>
 #include <cmath>
 
-#include "core/ops.h"
-#include "core/random.h"
+#include "core/ops/ops.h"
+#include "core/runtime/random.h"
 
 namespace kiln {
 

@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/random.h"
+#include "core/runtime/random.h"
 #include "core/tensor.h"
 
 namespace kiln {

@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #include "layers/module.h"
 
 namespace kiln {

@@ -2,7 +2,7 @@
 // (row-major) order; one extent of the target may be -1. A view, no copy.
 #pragma once
 
-#include "core/ops.h"
+#include "core/ops/ops.h"
 #include "layers/module.h"
 
 namespace kiln {

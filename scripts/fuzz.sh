@@ -28,7 +28,7 @@ for target in idx hdf5 keras_config; do
   echo "fuzz_$target: ${seconds}s from $(ls "$root/fuzz/corpus/$target" | wc -l) seed inputs"
   extra=()
   # libhdf5 (not kiln) loops forever on some damaged files, and may crash on others; kiln's
-  # apps end such reads with a deadline (cli::Deadline, tests/data/hostile). Here the fuzzer
+  # apps end such reads with a deadline (cli::Deadline, tests/testdata/hostile). Here the fuzzer
   # runs its target in child processes (-fork) and goes on after a hang or a crash; afterwards
   # every report is classified by its first frame (fuzz/classify_reports.awk): one in kiln's
   # code fails the run, one inside libhdf5 is counted and kept.

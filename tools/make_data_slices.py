@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""Cut the small data slices committed under tests/data from full copies of MNIST and PCam.
+"""Cut the small data slices committed under tests/testdata from full copies of MNIST and PCam.
 
 Run with a Python that has h5py and numpy (on the dev machine: /usr/bin/python3):
 
-    /usr/bin/python3 tools/make_data_slices.py --mnist DIR --pcam DIR [--out tests/data]
+    /usr/bin/python3 tools/make_data_slices.py --mnist DIR --pcam DIR [--out tests/testdata]
 
 --mnist holds the four original IDX files (plain or .gz); --pcam holds the course layout
 (train.h5, valid.h5, test_x.h5) and the original-layout sample
@@ -90,7 +90,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mnist", required=True, help="directory with the full MNIST IDX files")
     ap.add_argument("--pcam", required=True, help="directory with the PCam course/original files")
-    ap.add_argument("--out", default=os.path.join(here, "..", "tests", "data"))
+    ap.add_argument("--out", default=os.path.join(here, "..", "tests", "testdata"))
     args = ap.parse_args()
     cut_mnist(args.mnist, os.path.join(args.out, "mnist"))
     cut_pcam(args.pcam, os.path.join(args.out, "pcam"))

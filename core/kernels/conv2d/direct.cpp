@@ -1,0 +1,404 @@
+// Direct convolution for thin layers: no im2col matrix, no sgemm.
+//
+// Why: a first layer on 1-channel images (Task 1: 3x3, 1 -> 4 filters) has an im2col matrix
+// of only K = 9 columns but N*H*W rows. At batch 256 that is 200,704 x 9 floats written by
+// im2col, read again and packed by OpenBLAS, then multiplied at N = 4 columns, a shape where
+// the sgemm kernel runs far below its peak: the layer costs three memory passes over a matrix
+// nine times the size of its input, for 14 MFLOP. Computed directly, input and output each
+// cross memory once. Measured (BM_Conv2dForm, 2 threads, batch 256): that layer's forward
+// 0.76 ms direct vs 1.93 ms im2col + sgemm, its weight gradient 2.3 vs 6.1 ms. With 64
+// filters (Task 2's first layer) sgemm wins the forward pass again (0.24 vs 0.45 ms at batch
+// 16) but not the weight gradient (0.73 vs 0.30 ms); with more channels im2col wins both.
+//
+// Both kernels walk output rows (n, oy): the forward pass writes them, the weight gradient
+// reads dy from them. Work is split over output rows with OpenMP; the weight gradient sums
+// each thread's part in double and adds the threads' sums at the end, so the result does
+// not depend on how rows were split up to float rounding of each row's sum.
+#include <omp.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "core/kernels/conv2d/conv2d.h"
+
+namespace kiln {
+namespace {
+
+// Output columns ox whose input column ox*stride - pad + kx lies inside [0, W).
+struct ColumnRange {
+  int64_t lo, hi;  // [lo, hi)
+};
+ColumnRange columns_inside(const Conv2dShape& s, int64_t kx) {
+  const int64_t shift = s.pad_left - kx;  // ix = ox*stride - shift
+  const int64_t lo = shift > 0 ? (shift + s.stride_w - 1) / s.stride_w : 0;
+  const int64_t hi = s.W - 1 + shift >= 0 ? std::min(s.Wo, (s.W - 1 + shift) / s.stride_w + 1) : 0;
+  return {lo, std::max(lo, hi)};
+}
+
+// One output row: y[ox, f] = b[f] + sum over the window of x * w. FT > 0 is F known at
+// compile time (the sums then live in registers); FT == 0 handles any F.
+template <int64_t FT>
+void forward_row(const Conv2dShape& s, const float* __restrict x, const float* __restrict w,
+                 const float* __restrict b, int64_t n, int64_t oy, float* __restrict yrow) {
+  const int64_t F = FT > 0 ? FT : s.F;
+  const int64_t C = s.C;
+  for (int64_t ox = 0; ox < s.Wo; ++ox)
+    for (int64_t f = 0; f < F; ++f) yrow[ox * F + f] = b ? b[f] : 0.0f;
+  for (int64_t ky = 0; ky < s.KH; ++ky) {
+    const int64_t iy = oy * s.stride_h - s.pad_top + ky;
+    if (iy < 0 || iy >= s.H) continue;
+    const float* xrow = x + (n * s.H + iy) * s.W * C;
+    for (int64_t kx = 0; kx < s.KW; ++kx) {
+      const ColumnRange cr = columns_inside(s, kx);
+      const float* wtap = w + (ky * s.KW + kx) * C * F;
+      const float* xcol = xrow + (kx - s.pad_left) * C;
+      for (int64_t ox = cr.lo; ox < cr.hi; ++ox) {
+        const float* xp = xcol + ox * s.stride_w * C;
+        float* yp = yrow + ox * F;
+        if constexpr (FT > 0) {
+          float acc[FT];
+          for (int64_t f = 0; f < FT; ++f) acc[f] = yp[f];
+          for (int64_t c = 0; c < C; ++c) {
+            const float v = xp[c];
+            const float* wc = wtap + c * FT;
+            for (int64_t f = 0; f < FT; ++f) acc[f] += v * wc[f];
+          }
+          for (int64_t f = 0; f < FT; ++f) yp[f] = acc[f];
+        } else {
+          for (int64_t c = 0; c < C; ++c) {
+            const float v = xp[c];
+            const float* wc = wtap + c * F;
+            for (int64_t f = 0; f < F; ++f) yp[f] += v * wc[f];
+          }
+        }
+      }
+    }
+  }
+}
+
+// One output row's share of the weight gradient: for every tap (ky, kx, c) and filter f,
+// dw[tap, f] += sum over ox of x[window pixel] * dy[ox, f], summed in float over the row and
+// added to the thread's double sums.
+template <int64_t FT>
+void weight_grad_row(const Conv2dShape& s, const float* __restrict x, const float* __restrict dyrow,
+                     int64_t n, int64_t oy, double* __restrict dw_sum) {
+  const int64_t F = FT > 0 ? FT : s.F;
+  const int64_t C = s.C;
+  for (int64_t ky = 0; ky < s.KH; ++ky) {
+    const int64_t iy = oy * s.stride_h - s.pad_top + ky;
+    if (iy < 0 || iy >= s.H) continue;
+    const float* xrow = x + (n * s.H + iy) * s.W * C;
+    for (int64_t kx = 0; kx < s.KW; ++kx) {
+      const ColumnRange cr = columns_inside(s, kx);
+      const float* xcol = xrow + (kx - s.pad_left) * C;
+      for (int64_t c = 0; c < C; ++c) {
+        double* out = dw_sum + ((ky * s.KW + kx) * C + c) * F;
+        if constexpr (FT > 0) {
+          float acc[FT] = {};
+          for (int64_t ox = cr.lo; ox < cr.hi; ++ox) {
+            const float v = xcol[ox * s.stride_w * C + c];
+            const float* d = dyrow + ox * FT;
+            for (int64_t f = 0; f < FT; ++f) acc[f] += v * d[f];
+          }
+          for (int64_t f = 0; f < FT; ++f) out[f] += acc[f];
+        } else {
+          for (int64_t f = 0; f < F; ++f) {
+            float acc = 0.0f;
+            for (int64_t ox = cr.lo; ox < cr.hi; ++ox) acc += xcol[ox * s.stride_w * C + c] * dyrow[ox * F + f];
+            out[f] += acc;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Stride 1: an NHWC output row is Wo*F contiguous floats, y[ox*F + f]. With each input value
+// repeated F times (spread[c][j*F + f] = x[iy, j - pad_left, c], zero outside the image) and
+// each tap's F weights tiled along the row (tiled[tap][ox*F + f] = w[tap, f]), a tap adds
+// spread[c][i + kx*F] * tiled[tap][i] to y[i] for every i: unit-stride, full vectors, any F.
+// Each block of 8 outputs keeps its sums in one register over all taps and is stored once.
+//
+// Spread input rows are kept per thread in a ring of KH slots tagged (n, iy), so consecutive
+// output rows (the static schedule hands each thread a contiguous range) build each input row
+// once, not KH times.
+constexpr int64_t kMaxSpreadKernelRows = 16;
+
+class SpreadRows {
+ public:
+  explicit SpreadRows(const Conv2dShape& s)
+      : s_(s), len_((s.Wo + s.KW - 1) * s.F), data_(static_cast<size_t>(s.KH * s.C * len_)),
+        tags_(static_cast<size_t>(s.KH), -1) {}
+  int64_t channel_stride() const { return len_; }
+  // The spread row (all channels) of input row iy of image n; iy must be inside the image.
+  const float* get(const float* x, int64_t n, int64_t iy) {
+    const int64_t slot = iy % s_.KH;
+    float* rows = data_.data() + slot * s_.C * len_;
+    const int64_t tag = n * s_.H + iy;
+    if (tags_[static_cast<size_t>(slot)] == tag) return rows;
+    tags_[static_cast<size_t>(slot)] = tag;
+    const int64_t C = s_.C, F = s_.F;
+    const float* xrow = x + tag * s_.W * C;
+    for (int64_t c = 0; c < C; ++c) {
+      float* line = rows + c * len_;
+      for (int64_t j = 0; j < s_.Wo + s_.KW - 1; ++j) {
+        const int64_t ix = j - s_.pad_left;
+        const float v = ix >= 0 && ix < s_.W ? xrow[ix * C + c] : 0.0f;
+        for (int64_t f = 0; f < F; ++f) line[j * F + f] = v;
+      }
+    }
+    return rows;
+  }
+
+ private:
+  const Conv2dShape& s_;
+  int64_t len_;
+  std::vector<float> data_;
+  std::vector<int64_t> tags_;
+};
+
+// Eight floats as one vector (GCC/Clang vector extension: AVX on this machine, two SSE
+// registers elsewhere); loaded and stored unaligned.
+using Float8 = float __attribute__((vector_size(32)));
+inline Float8 load8(const float* p) {
+  Float8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store8(float* p, Float8 v) { std::memcpy(p, &v, sizeof v); }
+
+// bias_row: the bias tiled along the row like the weights (zeros without bias); null to add
+// the row's sums to what yrow holds (the input gradient run as a convolution).
+void forward_row_spread(const Conv2dShape& s, const float* __restrict x, const float* __restrict tiled,
+                        const float* bias_row, int64_t n, int64_t oy, SpreadRows& spread,
+                        float* __restrict yrow) {
+  const float* start = bias_row ? bias_row : yrow;
+  constexpr int64_t kBlock = 8;
+  const int64_t C = s.C, F = s.F;
+  const int64_t row_len = s.Wo * F;
+  const int64_t cs = spread.channel_stride();
+  // Up to KH valid input rows for this output row.
+  const float* in_rows[kMaxSpreadKernelRows];
+  int64_t in_ky[kMaxSpreadKernelRows];
+  int64_t valid = 0;
+  for (int64_t ky = 0; ky < s.KH; ++ky) {
+    const int64_t iy = oy - s.pad_top + ky;
+    if (iy < 0 || iy >= s.H) continue;
+    in_rows[valid] = spread.get(x, n, iy);
+    in_ky[valid++] = ky;
+  }
+  // V vectors of 8 outputs at a time: V independent sums hide the add latency.
+  auto blocks = [&]<int V>(int64_t i0) {
+    Float8 acc[V];
+    for (int v = 0; v < V; ++v) acc[v] = load8(start + i0 + 8 * v);
+    for (int64_t r = 0; r < valid; ++r)
+      for (int64_t kx = 0; kx < s.KW; ++kx)
+        for (int64_t c = 0; c < C; ++c) {
+          const float* src = in_rows[r] + c * cs + kx * F + i0;
+          const float* t = tiled + ((in_ky[r] * s.KW + kx) * C + c) * row_len + i0;
+          for (int v = 0; v < V; ++v) acc[v] += load8(src + 8 * v) * load8(t + 8 * v);
+        }
+    for (int v = 0; v < V; ++v) store8(yrow + i0 + 8 * v, acc[v]);
+  };
+  int64_t i0 = 0;
+  for (; i0 + 4 * kBlock <= row_len; i0 += 4 * kBlock) blocks.template operator()<4>(i0);
+  // The last 1-3 vectors as one call, so their sums are independent too.
+  switch ((row_len - i0) / kBlock) {
+    case 3: blocks.template operator()<3>(i0); break;
+    case 2: blocks.template operator()<2>(i0); break;
+    case 1: blocks.template operator()<1>(i0); break;
+    default: break;
+  }
+  i0 += (row_len - i0) / kBlock * kBlock;
+  for (int64_t i = i0; i < row_len; ++i) {
+    float acc = start[i];
+    for (int64_t r = 0; r < valid; ++r)
+      for (int64_t kx = 0; kx < s.KW; ++kx)
+        for (int64_t c = 0; c < C; ++c)
+          acc += in_rows[r][c * cs + kx * F + i] * tiled[((in_ky[r] * s.KW + kx) * C + c) * row_len + i];
+    yrow[i] = acc;
+  }
+}
+
+// Stride-1 weight gradient of one output row over spread input rows: for tap (ky, kx, c),
+// dw[tap, f] = sum over i of spread[c][i + kx*F] * dy[i] for the lanes i = f (mod F) of the
+// row. The products run as full vectors with V = P/8 independent sums; F divides 8, so lane l
+// of every vector belongs to filter l mod F, and the vectors are added and their 8 lanes folded
+// into the F sums once per tap and row. The old form kept one short chain of F-wide sums per tap, which the
+// add latency bounded at a few floats per cycle.
+template <int P>
+void weight_grad_row_spread(const Conv2dShape& s, const float* x, const float* __restrict dyrow, int64_t n,
+                            int64_t oy, SpreadRows& spread, double* __restrict dw_sum) {
+  constexpr int V = P / 8;
+  const int64_t C = s.C, F = s.F;
+  const int64_t row_len = s.Wo * F;
+  const int64_t cs = spread.channel_stride();
+  const int64_t full = row_len / P * P;
+  const int64_t rem8 = (row_len - full) / 8;  // whole vectors after the last block, < V
+  const int64_t tail = full + rem8 * 8;
+  for (int64_t ky = 0; ky < s.KH; ++ky) {
+    const int64_t iy = oy - s.pad_top + ky;
+    if (iy < 0 || iy >= s.H) continue;
+    const float* rows = spread.get(x, n, iy);
+    for (int64_t kx = 0; kx < s.KW; ++kx) {
+      for (int64_t c = 0; c < C; ++c) {
+        const float* src = rows + c * cs + kx * F;
+        Float8 acc[V];
+        for (int v = 0; v < V; ++v) acc[v] = Float8{};
+        for (int64_t i0 = 0; i0 < full; i0 += P)
+          for (int v = 0; v < V; ++v) acc[v] += load8(src + i0 + 8 * v) * load8(dyrow + i0 + 8 * v);
+        for (int v = 0; v < rem8; ++v) acc[v] += load8(src + full + 8 * v) * load8(dyrow + full + 8 * v);
+        for (int v = 1; v < V; ++v) acc[0] += acc[v];  // F divides 8: lane l is filter l mod F in every vector
+        float lanes[8];
+        store8(lanes, acc[0]);
+        double* out = dw_sum + ((ky * s.KW + kx) * C + c) * F;
+        for (int l = 0; l < 8; ++l) out[l & (F - 1)] += lanes[l];
+        for (int64_t i = tail; i < row_len; ++i) out[i & (F - 1)] += src[i] * dyrow[i];
+      }
+    }
+  }
+}
+
+// The vector width of weight_grad_row_spread's sums (32: four independent vectors), or 0 where
+// the row form is kept: with 16+ filters its F-wide sums are already several independent
+// vectors, and the spread form's fold costs more than it saves (measured: 64 filters, task2's
+// first layer, 0.31 ms row form vs 0.80 ms spread). F must divide 8 (1, 2, 4 or 8 filters),
+// so every vector of the row starts at filter 0.
+int spread_weight_grad_lanes(const Conv2dShape& s) {
+  if (s.stride_h != 1 || s.stride_w != 1 || s.KH > kMaxSpreadKernelRows) return 0;
+  return 8 % s.F == 0 ? 32 : 0;
+}
+
+bool spread_forward_applies(const Conv2dShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 && s.KH <= kMaxSpreadKernelRows;
+}
+
+// y = conv(x, w) + b, or with accumulate (b must be null) y += conv(x, w).
+template <int64_t FT>
+void forward_all(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y,
+                 bool accumulate = false) {
+  const int64_t rows = s.N * s.Ho;
+  if (spread_forward_applies(s)) {
+    const int64_t row_len = s.Wo * s.F;
+    std::vector<float> tiled(static_cast<size_t>(s.cols() * row_len)), bias_row(static_cast<size_t>(row_len));
+    for (int64_t tap = 0; tap < s.cols(); ++tap)
+      for (int64_t i = 0; i < row_len; ++i) tiled[tap * row_len + i] = w[tap * s.F + i % s.F];
+    for (int64_t i = 0; i < row_len; ++i) bias_row[i] = b ? b[i % s.F] : 0.0f;
+    const float* start = accumulate ? nullptr : bias_row.data();
+#pragma omp parallel
+    {
+      SpreadRows spread(s);
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < rows; ++t)
+        forward_row_spread(s, x, tiled.data(), start, t / s.Ho, t % s.Ho, spread, y + t * row_len);
+    }
+    return;
+  }
+  assert(!accumulate);
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < rows; ++t) forward_row<FT>(s, x, w, b, t / s.Ho, t % s.Ho, y + t * s.Wo * s.F);
+}
+
+template <int64_t FT>
+void weight_grad_all(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db) {
+  const int64_t rows = s.N * s.Ho;
+  const int64_t taps = s.KH * s.KW * s.C;
+  const int64_t F = s.F;
+  const int threads = omp_get_max_threads();
+  // Each thread's sums start on their own 64-byte lines (plus one spare line), so two threads
+  // never write the same cache line.
+  const size_t stride = static_cast<size_t>(((taps + 1) * F + 7) / 8 * 8 + 8);
+  std::vector<double> sums(static_cast<size_t>(threads) * stride, 0.0);
+  const int lanes = spread_weight_grad_lanes(s);
+#pragma omp parallel
+  {
+    double* mine = sums.data() + static_cast<size_t>(omp_get_thread_num()) * stride;
+    double* bias = mine + taps * F;
+    std::optional<SpreadRows> spread;
+    if (lanes > 0) spread.emplace(s);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < rows; ++t) {
+      const float* dyrow = dy + t * s.Wo * F;
+      if (lanes == 32) weight_grad_row_spread<32>(s, x, dyrow, t / s.Ho, t % s.Ho, *spread, mine);
+      else weight_grad_row<FT>(s, x, dyrow, t / s.Ho, t % s.Ho, mine);
+      if (db) {
+        for (int64_t ox = 0; ox < s.Wo; ++ox)
+          for (int64_t f = 0; f < F; ++f) bias[f] += dyrow[ox * F + f];
+      }
+    }
+  }
+  for (int64_t i = 0; i < taps * F; ++i) {
+    double total = 0.0;
+    for (int t = 0; t < threads; ++t) total += sums[static_cast<size_t>(t) * stride + i];
+    dw[i] += static_cast<float>(total);
+  }
+  if (db) {
+    for (int64_t f = 0; f < F; ++f) {
+      double total = 0.0;
+      for (int t = 0; t < threads; ++t) total += sums[static_cast<size_t>(t) * stride + taps * F + f];
+      db[f] += static_cast<float>(total);
+    }
+  }
+}
+
+}  // namespace
+
+namespace {
+bool small_stride1(const Conv2dShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 && s.cols() <= kConv2dDirectSmallMaxColumns &&
+         s.F <= kConv2dDirectSmallMaxFilters;
+}
+}  // namespace
+
+bool conv2d_forward_prefers_direct(const Conv2dShape& s) {
+  return (s.cols() <= kConv2dDirectMaxColumns && s.F <= kConv2dDirectMaxForwardFilters) || small_stride1(s);
+}
+
+bool conv2d_weight_grad_prefers_direct(const Conv2dShape& s) {
+  return (s.cols() <= kConv2dDirectMaxColumns && s.F <= kConv2dDirectMaxWeightGradFilters) ||
+         (small_stride1(s) && spread_weight_grad_lanes(s) > 0);
+}
+
+namespace {
+
+// Calls body.template operator()<FT>() with FT = F for the filter counts that get a
+// compile-time instance, else FT = 0 (any F).
+template <typename Body>
+void with_filter_count(int64_t F, Body&& body) {
+  switch (F) {
+    case 4: body.template operator()<4>(); break;
+    case 8: body.template operator()<8>(); break;
+    case 16: body.template operator()<16>(); break;
+    case 32: body.template operator()<32>(); break;
+    case 64: body.template operator()<64>(); break;
+    default: body.template operator()<0>(); break;
+  }
+}
+
+}  // namespace
+
+void conv2d_forward_direct(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y) {
+  with_filter_count(s.F, [&]<int64_t FT>() { forward_all<FT>(s, x, w, b, y); });
+}
+
+bool conv2d_input_grad_prefers_direct(const Conv2dShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 && s.C <= kConv2dDirectMaxInputGradChannels &&
+         s.KH * s.KW * s.F <= kConv2dDirectMaxInputGradColumns;
+}
+
+void conv2d_backward_input_direct(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
+  const Conv2dShape t = conv2d_transposed_shape(s);
+  assert(spread_forward_applies(t));
+  std::vector<float> rotated(static_cast<size_t>(s.KH * s.KW * s.C * s.F));
+  conv2d_rotate_kernel(s, w, rotated.data());
+  with_filter_count(t.F, [&]<int64_t FT>() { forward_all<FT>(t, dy, rotated.data(), nullptr, dx, true); });
+}
+
+void conv2d_backward_weight_direct(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db) {
+  with_filter_count(s.F, [&]<int64_t FT>() { weight_grad_all<FT>(s, x, dy, dw, db); });
+}
+
+}  // namespace kiln

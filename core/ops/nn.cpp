@@ -1,0 +1,178 @@
+// The convolutional-network ops: conv2d, max_pool2d, batch_norm, dropout, l2_penalty, and
+// the shape ops reshape/flatten. The heavy loops live in core/kernels/; each op here checks
+// shapes, runs the forward kernel and records the backward kernels right below it.
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "core/autograd.h"
+#include "core/kernels/batch_norm.h"
+#include "core/kernels/conv2d/conv2d.h"
+#include "core/kernels/max_pool2d.h"
+#include "core/ops/ops.h"
+#include "core/runtime/random.h"
+
+namespace kiln {
+
+Tensor reshape(const Tensor& a, const Shape& shape) { return a.reshape(shape); }
+
+Tensor flatten(const Tensor& a) {
+  check_arg(a.dim() >= 1, "flatten", "needs a batch axis, got " + shape_str(a.shape()));
+  return a.reshape({a.size(0), -1});
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, Padding padding) {
+  check_arg(x.dim() == 4 && w.dim() == 4, "conv2d",
+            "input " + shape_str(x.shape()) + " must be [N,H,W,C] and kernel " +
+                shape_str(w.shape()) + " [kh,kw,C,F]");
+  check_arg(x.size(3) == w.size(2), "conv2d",
+            "input " + shape_str(x.shape()) + " has " + std::to_string(x.size(3)) +
+                " channels, kernel " + shape_str(w.shape()) + " expects " +
+                std::to_string(w.size(2)));
+  check_arg(stride >= 1, "conv2d", "stride " + std::to_string(stride) + " must be >= 1");
+  if (b.defined())
+    check_arg(b.dim() == 1 && b.size(0) == w.size(3), "conv2d",
+              "bias " + shape_str(b.shape()) + " does not match kernel " + shape_str(w.shape()));
+  const Conv2dShape s = Conv2dShape::make(x.size(0), x.size(1), x.size(2), x.size(3), w.size(0),
+                                          w.size(1), w.size(3), stride, padding == Padding::Same);
+  Tensor out = Tensor::empty({s.N, s.Ho, s.Wo, s.F});
+  conv2d_forward(s, x.data(), w.data(), b.defined() ? b.data() : nullptr, out.data());
+
+  record(out, "conv2d", {x, w, b}, [x, w, b, s](const Tensor& g) {
+    const float* dy = g.data();
+    if (x.requires_grad()) conv2d_backward_input(s, dy, w.data(), x.grad_data());
+    const bool need_db = b.defined() && b.requires_grad();
+    if (w.requires_grad()) {
+      conv2d_backward_weight(s, x.data(), dy, w.grad_data(), need_db ? b.grad_data() : nullptr);
+    } else if (need_db) {
+      float* db = b.grad_data();
+      for (int64_t r = 0; r < s.rows(); ++r)
+        for (int64_t f = 0; f < s.F; ++f) db[f] += dy[r * s.F + f];
+    }
+  });
+  return out;
+}
+
+Tensor max_pool2d(const Tensor& x, int kernel, int stride, Padding padding) {
+  check_arg(x.dim() == 4, "max_pool2d", "input " + shape_str(x.shape()) + " must be [N,H,W,C]");
+  check_arg(kernel >= 1 && stride >= 1, "max_pool2d",
+            "kernel " + std::to_string(kernel) + " and stride " + std::to_string(stride) +
+                " must be >= 1");
+  const Pool2dShape s = Pool2dShape::make(x.size(0), x.size(1), x.size(2), x.size(3), kernel,
+                                          stride, padding == Padding::Same);
+  Tensor out = Tensor::empty({s.N, s.Ho, s.Wo, s.C});
+  auto argmax = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(out.numel()));
+  max_pool2d_forward(s, x.data(), out.data(), argmax->data());
+  record(out, "max_pool2d", {x}, [x, s, argmax](const Tensor& g) {
+    max_pool2d_backward(s, g.data(), argmax->data(), x.grad_data());
+  });
+  return out;
+}
+
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                  Tensor& running_var, bool training, float momentum, float eps,
+                  const BatchStatsReduce& sync) {
+  check_arg(x.dim() >= 1, "batch_norm", "input " + shape_str(x.shape()) + " has no channel axis");
+  const int64_t C = x.size(-1);
+  const int64_t M = C ? x.numel() / C : 0;
+  for (const Tensor* p : {&gamma, &beta, static_cast<const Tensor*>(&running_mean),
+                          static_cast<const Tensor*>(&running_var)})
+    check_arg(p->defined() && p->dim() == 1 && p->size(0) == C, "batch_norm",
+              "input " + shape_str(x.shape()) + " has " + std::to_string(C) +
+                  " channels but a parameter or statistic has shape " +
+                  (p->defined() ? shape_str(p->shape()) : std::string("undefined")));
+  Tensor out = Tensor::empty(x.shape());
+
+  if (training) {
+    // Synchronised, every process's rows count (one row here is enough; fit checks that
+    // each process has rows).
+    check_arg(M > 1 || (sync && M > 0), "batch_norm",
+              "training needs more than one value per channel, got input " + shape_str(x.shape()));
+    auto mean = std::make_shared<std::vector<float>>(C);
+    auto inv_std = std::make_shared<std::vector<float>>(C);
+    std::vector<float> var(C);
+    const BatchStatsReduce* reduce = sync ? &sync : nullptr;
+    const int64_t rows = batch_norm_forward_train(M, C, x.data(), gamma.data(), beta.data(), eps, out.data(),
+                                                  mean->data(), var.data(), inv_std->data(), reduce);
+    float* rm = running_mean.data();
+    float* rv = running_var.data();
+    for (int64_t c = 0; c < C; ++c) {
+      rm[c] = momentum * rm[c] + (1.0f - momentum) * (*mean)[c];
+      rv[c] = momentum * rv[c] + (1.0f - momentum) * var[c];
+    }
+    record(out, "batch_norm", {x, gamma, beta}, [x, gamma, beta, mean, inv_std, M, C, sync, rows](const Tensor& g) {
+      batch_norm_backward_train(M, C, x.data(), gamma.data(), mean->data(), inv_std->data(),
+                                g.data(), x.requires_grad() ? x.grad_data() : nullptr,
+                                gamma.requires_grad() ? gamma.grad_data() : nullptr,
+                                beta.requires_grad() ? beta.grad_data() : nullptr,
+                                sync ? &sync : nullptr, rows);
+    });
+    return out;
+  }
+
+  batch_norm_forward_eval(M, C, x.data(), gamma.data(), beta.data(), running_mean.data(),
+                          running_var.data(), eps, out.data());
+  if (needs_graph({&x, &gamma, &beta})) {
+    // With fixed statistics the op is affine per channel: y = gamma * xhat + beta.
+    auto mean = std::make_shared<std::vector<float>>(running_mean.data(), running_mean.data() + C);
+    auto inv_std = std::make_shared<std::vector<float>>(C);
+    for (int64_t c = 0; c < C; ++c) (*inv_std)[c] = 1.0f / std::sqrt(running_var.data()[c] + eps);
+    record(out, "batch_norm", {x, gamma, beta}, [x, gamma, beta, mean, inv_std, M, C](const Tensor& g) {
+      const float* dy = g.data();
+      const float* px = x.data();
+      const float* pg = gamma.data();
+      float* dx = x.requires_grad() ? x.grad_data() : nullptr;
+      float* dgamma = gamma.requires_grad() ? gamma.grad_data() : nullptr;
+      float* dbeta = beta.requires_grad() ? beta.grad_data() : nullptr;
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t c = 0; c < C; ++c) {
+          const float d = dy[m * C + c];
+          if (dx) dx[m * C + c] += d * pg[c] * (*inv_std)[c];
+          if (dgamma) dgamma[c] += d * (px[m * C + c] - (*mean)[c]) * (*inv_std)[c];
+          if (dbeta) dbeta[c] += d;
+        }
+    });
+  }
+  return out;
+}
+
+Tensor dropout(const Tensor& x, float rate, bool training, uint64_t seed) {
+  check_arg(rate >= 0.0f && rate < 1.0f, "dropout",
+            "rate " + std::to_string(rate) + " must be in [0, 1)");
+  if (!training || rate == 0.0f) return x;
+  const float keep_scale = 1.0f / (1.0f - rate);
+  Tensor out = Tensor::empty(x.shape());
+  const float* px = x.data();
+  float* po = out.data();
+  const int64_t n = x.numel();
+  // The mask is a pure function of (seed, i): backward recomputes it instead of storing it.
+#pragma omp parallel for schedule(static) if (n > 32768)
+  for (int64_t i = 0; i < n; ++i)
+    po[i] = uniform_at(seed, static_cast<uint64_t>(i)) < rate ? 0.0f : px[i] * keep_scale;
+  record(out, "dropout", {x}, [x, rate, seed, keep_scale](const Tensor& g) {
+    const float* pg = g.data();
+    float* gx = x.grad_data();
+    const int64_t n = g.numel();
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; ++i)
+      if (uniform_at(seed, static_cast<uint64_t>(i)) >= rate) gx[i] += pg[i] * keep_scale;
+  });
+  return out;
+}
+
+Tensor l2_penalty(const Tensor& w, float lambda) {
+  const float* pw = w.data();
+  const int64_t n = w.numel();
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(pw[i]) * pw[i];
+  Tensor out = Tensor::scalar(static_cast<float>(lambda * s));
+  record(out, "l2_penalty", {w}, [w, lambda](const Tensor& g) {
+    const float scale = 2.0f * lambda * g.data()[0];
+    const float* pw = w.data();
+    float* gw = w.grad_data();
+    for (int64_t i = 0; i < w.numel(); ++i) gw[i] += scale * pw[i];
+  });
+  return out;
+}
+
+}  // namespace kiln

@@ -1,0 +1,89 @@
+#include "core/runtime/memory.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+#include <vector>
+
+namespace kiln {
+namespace {
+
+constexpr size_t kAlign = 64;
+// Blocks above this size are cached; smaller ones are cheap for malloc anyway.
+constexpr size_t kMinCachedBytes = 64 * 1024;
+// Upper bound of bytes kept idle in the cache.
+constexpr size_t kMaxCachedBytes = size_t{2} << 30;
+
+struct Cache {
+  std::mutex mu;
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // by rounded byte size
+  size_t bytes = 0;
+
+  ~Cache() {
+    for (auto& [size, blocks] : free_blocks)
+      for (void* p : blocks) std::free(p);
+  }
+};
+
+Cache& cache() {
+  static Cache* c = new Cache();  // never destroyed: blocks may be returned during exit
+  return *c;
+}
+
+size_t round_bytes(int64_t n) {
+  size_t bytes = static_cast<size_t>(n > 0 ? n : 1) * sizeof(float);
+  return (bytes + kAlign - 1) / kAlign * kAlign;
+}
+
+void give_back(void* p, size_t bytes) {
+  if (bytes >= kMinCachedBytes) {
+    Cache& c = cache();
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (c.bytes + bytes <= kMaxCachedBytes) {
+      c.free_blocks[bytes].push_back(p);
+      c.bytes += bytes;
+      return;
+    }
+  }
+  std::free(p);
+}
+
+}  // namespace
+
+std::shared_ptr<float> alloc_floats(int64_t n) {
+  const size_t bytes = round_bytes(n);
+  void* p = nullptr;
+  if (bytes >= kMinCachedBytes) {
+    Cache& c = cache();
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.free_blocks.find(bytes);
+    if (it != c.free_blocks.end() && !it->second.empty()) {
+      p = it->second.back();
+      it->second.pop_back();
+      c.bytes -= bytes;
+    }
+  }
+  if (!p) {
+    p = std::aligned_alloc(kAlign, bytes);
+    if (!p) throw std::bad_alloc();
+  }
+  return std::shared_ptr<float>(static_cast<float*>(p), [bytes](float* q) { give_back(q, bytes); });
+}
+
+void release_cached_memory() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  for (auto& [size, blocks] : c.free_blocks)
+    for (void* p : blocks) std::free(p);
+  c.free_blocks.clear();
+  c.bytes = 0;
+}
+
+size_t cached_bytes() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  return c.bytes;
+}
+
+}  // namespace kiln

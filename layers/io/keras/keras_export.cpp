@@ -1,0 +1,180 @@
+#include "layers/io/keras/keras_export.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/autograd.h"
+#include "layers/activation.h"
+#include "layers/avg_pool2d.h"
+#include "layers/batch_norm2d.h"
+#include "layers/conv2d.h"
+#include "layers/dense.h"
+#include "layers/dropout.h"
+#include "layers/flatten.h"
+#include "core/io/h5_io.h"
+#include "layers/max_pool2d.h"
+#include "layers/io/model_file.h"
+#include "layers/permute.h"
+#include "layers/reshape.h"
+#include "layers/sequential.h"
+
+namespace kiln {
+
+using json = nlohmann::json;
+
+namespace {
+
+// A weight as Keras lists it in a layer group: its name there and its values.
+struct Weight {
+  std::string name;  // "conv2d/kernel:0", relative to the layer's group
+  Tensor value;
+};
+
+json base(const std::string& name) { return {{"name", name}, {"trainable", true}, {"dtype", "float32"}}; }
+
+json regularizer(float l2) {
+  if (l2 <= 0) return nullptr;
+  // L1L2 is the regulariser class every Keras 2 and 3 release knows.
+  return {{"class_name", "L1L2"}, {"config", {{"l1", 0.0}, {"l2", l2}}}};
+}
+
+std::string padding_name(Padding p) { return p == Padding::Same ? "same" : "valid"; }
+
+// One layer's Keras config; for a leaf, its weights (parameters then buffers, i.e. Keras'
+// trainable then non-trainable order) go to `trainable` / `fixed` named "<prefix><var>:0".
+json layer_config(const Module& m, const std::string& name, const std::string& prefix,
+                  std::vector<Weight>& trainable, std::vector<Weight>& fixed, const std::string& path) {
+  if (auto* s = dynamic_cast<const Sequential*>(&m)) {
+    json layers = json::array();
+    for (const auto& [child, module] : s->named_children())
+      layers.push_back(layer_config(*module, child, prefix + child + "/", trainable, fixed, path));
+    return {{"class_name", "Sequential"}, {"config", {{"name", name}, {"layers", layers}}}};
+  }
+  for (const auto& [var, t] : m.named_parameters()) trainable.push_back({prefix + var + ":0", t});
+  for (const auto& [var, t] : m.named_buffers()) fixed.push_back({prefix + var + ":0", t});
+  json c = base(name);
+  if (auto* conv = dynamic_cast<const Conv2D*>(&m)) {
+    const Conv2DOptions& o = conv->options();
+    c.update({{"filters", o.filters}, {"kernel_size", {o.kernel, o.kernel}}, {"strides", {o.stride, o.stride}},
+              {"padding", padding_name(o.padding)}, {"data_format", "channels_last"}, {"dilation_rate", {1, 1}},
+              {"activation", activation_name(o.activation)}, {"use_bias", o.use_bias},
+              {"kernel_regularizer", regularizer(o.l2)}});
+    return {{"class_name", "Conv2D"}, {"config", c}};
+  }
+  if (auto* d = dynamic_cast<const Dense*>(&m)) {
+    const DenseOptions& o = d->options();
+    c.update({{"units", o.units}, {"activation", activation_name(o.activation)}, {"use_bias", o.use_bias},
+              {"kernel_regularizer", regularizer(o.l2)}});
+    return {{"class_name", "Dense"}, {"config", c}};
+  }
+  if (auto* b = dynamic_cast<const BatchNorm2d*>(&m)) {
+    c.update({{"axis", -1}, {"momentum", b->options().momentum}, {"epsilon", b->options().epsilon},
+              {"center", true}, {"scale", true}});
+    return {{"class_name", "BatchNormalization"}, {"config", c}};
+  }
+  if (auto* d = dynamic_cast<const Dropout*>(&m)) {
+    c.update({{"rate", d->rate()}, {"noise_shape", nullptr}, {"seed", nullptr}});
+    return {{"class_name", "Dropout"}, {"config", c}};
+  }
+  const MaxPool2DOptions* pool = nullptr;
+  if (auto* p = dynamic_cast<const MaxPool2D*>(&m)) pool = &p->options();
+  if (auto* p = dynamic_cast<const AvgPool2D*>(&m)) pool = &p->options();
+  if (pool) {
+    c.update({{"pool_size", {pool->pool, pool->pool}}, {"padding", padding_name(pool->padding)},
+              {"strides", {pool->stride, pool->stride}}, {"data_format", "channels_last"}});
+    return {{"class_name", dynamic_cast<const MaxPool2D*>(&m) ? "MaxPooling2D" : "AveragePooling2D"}, {"config", c}};
+  }
+  if (dynamic_cast<const Flatten*>(&m)) {
+    c["data_format"] = "channels_last";
+    return {{"class_name", "Flatten"}, {"config", c}};
+  }
+  if (auto* r = dynamic_cast<const Reshape*>(&m)) {
+    c["target_shape"] = r->target();
+    return {{"class_name", "Reshape"}, {"config", c}};
+  }
+  if (auto* p = dynamic_cast<const Permute*>(&m)) {
+    c["dims"] = p->dims();
+    return {{"class_name", "Permute"}, {"config", c}};
+  }
+  if (auto* a = dynamic_cast<const ActivationLayer*>(&m)) {
+    if (a->activation() == Activation::ReLU) {
+      c.update({{"max_value", nullptr}, {"negative_slope", 0.0}, {"threshold", 0.0}});
+      return {{"class_name", "ReLU"}, {"config", c}};
+    }
+    if (a->activation() == Activation::Softmax) {
+      c["axis"] = -1;
+      return {{"class_name", "Softmax"}, {"config", c}};
+    }
+    c["activation"] = activation_name(a->activation());
+    return {{"class_name", "Activation"}, {"config", c}};
+  }
+  throw ModelFileError(path, "cannot export module '" + name + "' of type " + m.type_name() +
+                                 " to Keras; kiln exports Sequential, Conv2D, Dense, BatchNormalization, "
+                                 "Dropout, MaxPooling2D, AveragePooling2D, Flatten, Reshape, Permute and "
+                                 "activation layers");
+}
+
+}  // namespace
+
+void export_keras(const std::string& path, const Module& model, const Shape& input_shape,
+                  const std::string& name) {
+  // The top level as a list of (name, module): a Sequential's children, or the module itself.
+  std::vector<std::pair<std::string, const Module*>> top;
+  if (auto* s = dynamic_cast<const Sequential*>(&model)) {
+    for (const auto& [child, module] : s->named_children()) top.emplace_back(child, module);
+  } else {
+    top.emplace_back(name, &model);
+  }
+  std::string input_name = "input_layer";
+  for (int i = 1;; ++i) {
+    bool taken = false;
+    for (const auto& [n, m] : top) taken |= n == input_name;
+    if (!taken) break;
+    input_name = "input_layer_" + std::to_string(i);
+  }
+
+  json batch_input_shape = json::array({nullptr});
+  for (int64_t d : input_shape) batch_input_shape.push_back(d);
+  json layers = json::array();
+  layers.push_back({{"class_name", "InputLayer"},
+                    {"config", {{"batch_input_shape", batch_input_shape}, {"dtype", "float32"},
+                                {"sparse", false}, {"name", input_name}}}});
+  struct Group {
+    std::string name;
+    std::vector<Weight> weights;
+  };
+  std::vector<Group> groups;
+  for (const auto& [child, module] : top) {
+    std::vector<Weight> trainable, fixed;
+    // A leaf's weights are named "<layer>/<var>:0"; inside a nested model "<leaf>/<var>:0".
+    const bool nested = dynamic_cast<const Sequential*>(module) != nullptr;
+    layers.push_back(layer_config(*module, child, nested ? "" : child + "/", trainable, fixed, path));
+    trainable.insert(trainable.end(), fixed.begin(), fixed.end());
+    groups.push_back({child, trainable});
+  }
+  const json config = {{"class_name", "Sequential"}, {"config", {{"name", name}, {"layers", layers}}}};
+
+  // Refuse a model that does not run on input_shape rather than write a file Keras rejects.
+  check_model_runs(model, input_shape, path);
+
+  h5::write_atomically(path, [&](H5::H5File& f) {
+    h5::write_string(f, "keras_version", kKerasExportVersion);
+    h5::write_string(f, "backend", "tensorflow");
+    h5::write_string(f, "kiln_version", "kiln " KILN_VERSION_STRING);
+    h5::write_string(f, "model_config", config.dump());
+    H5::Group weights = f.createGroup("model_weights");
+    std::vector<std::string> layer_names;
+    for (const Group& g : groups) layer_names.push_back(g.name);
+    h5::write_string_list(weights, "layer_names", layer_names);
+    h5::write_string(weights, "backend", "tensorflow");
+    h5::write_string(weights, "keras_version", kKerasExportVersion);
+    for (const Group& g : groups) {
+      H5::Group lg = weights.createGroup(g.name);
+      std::vector<std::string> names;
+      for (const Weight& w : g.weights) names.push_back(w.name);
+      h5::write_string_list(lg, "weight_names", names);
+      for (const Weight& w : g.weights) h5::write_tensor(lg, w.name, w.value);
+    }
+  });
+}
+
+}  // namespace kiln

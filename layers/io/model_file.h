@@ -1,0 +1,55 @@
+// Model files: kiln's own format, and the one entry point that opens any model file kiln
+// reads (kiln's own, or a Keras model file).
+//
+// kiln's format is HDF5:
+//   attributes  kiln_format = "kiln-model", version = 1 (int), architecture = JSON (the
+//               module tree: each module's type, name and options, and the input shape)
+//   datasets    /parameters/<dotted name> and /buffers/<dotted name>, float32, one per
+//               named parameter and buffer (named_parameters()/named_buffers() names)
+// A file of another version is refused with a message that says what was found and what
+// this kiln reads.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "core/io/file_error.h"  // ModelFileError
+#include "layers/sequential.h"
+
+namespace kiln {
+
+struct LoadedModel {
+  std::shared_ptr<Sequential> model;
+  // One example's shape as the model takes it, without the batch axis, in the model's own
+  // axis order: (28, 28, 1) for a channels-last model, (1, 28, 28) for a channels-first one.
+  // model->forward() takes [N, input_shape...].
+  Shape input_shape;
+  std::string name;           // the model's name in the file
+  std::string format;         // "kiln", "keras-h5" (legacy HDF5) or "keras-zip" (.keras)
+  std::string keras_version;  // the Keras that wrote it ("3.1.1"); empty for kiln's files
+};
+
+// The current version of kiln's model format.
+constexpr int kModelFileVersion = 1;
+
+// Opens any model file kiln reads, by content (not by extension): a kiln model file, a Keras
+// legacy HDF5 file (model.save("m.h5")) or a Keras 3 .keras zip. The model comes back in
+// inference mode (eval()).
+LoadedModel load_model(const std::string& path);
+
+// Writes model (fed one example of shape input_shape) as a kiln model file, atomically.
+// Throws ModelFileError when the model holds a module kiln's format cannot describe or does
+// not run on input_shape.
+void save_model(const std::string& path, const Module& model, const Shape& input_shape,
+                const std::string& name = "model");
+
+// Runs model (in eval mode, restored after) on one zero example of input_shape, so a writer
+// can refuse a model that does not run on it before writing anything. Throws ModelFileError
+// naming path.
+void check_model_runs(const Module& model, const Shape& input_shape, const std::string& path);
+
+// Reads a kiln model file (load_model dispatches here for kiln's format).
+LoadedModel load_kiln_model(const std::string& path);
+
+}  // namespace kiln

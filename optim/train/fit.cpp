@@ -1,0 +1,322 @@
+#include "optim/train/fit.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <stdexcept>
+
+#include "core/autograd.h"
+#include "core/ops/ops.h"
+#include "core/runtime/random.h"
+#include "data/augment/augment.h"
+#include "layers/batch_norm2d.h"
+#include "layers/io/model_file.h"
+#include "optim/train/checkpoint.h"
+#include "optim/train/distributed/distributed.h"
+#include "optim/train/metrics.h"
+#include "optim/train/progress.h"
+
+namespace kiln {
+namespace {
+
+// Positive-class scores (column 1) of a [B,2] output, appended to `out`.
+void append_positive_scores(const Tensor& probs, std::vector<float>& out) {
+  if (probs.dim() != 2 || probs.size(1) != 2) return;
+  for (int64_t i = 0; i < probs.size(0); ++i) out.push_back(probs.data()[i * 2 + 1]);
+}
+
+std::string figures(double loss, double acc, bool has_auc, double auc, const char* prefix = "") {
+  char buf[128];
+  if (has_auc)
+    std::snprintf(buf, sizeof buf, "%sloss %.4f  %saccuracy %.4f  %sauc %.4f", prefix, loss, prefix,
+                  acc, prefix, auc);
+  else
+    std::snprintf(buf, sizeof buf, "%sloss %.4f  %saccuracy %.4f", prefix, loss, prefix, acc);
+  return buf;
+}
+
+// What every rank must agree on before data-parallel training: the data (size, shape and a
+// sample of its values) and the settings that decide the batches.
+uint64_t data_and_settings_hash(const Dataset& train, const FitOptions& o) {
+  uint64_t h = mix64(static_cast<uint64_t>(train.size()));
+  for (const int64_t d : train.x.shape()) h = mix64(h ^ static_cast<uint64_t>(d));
+  const int64_t n = train.x.numel();
+  for (int64_t i = 0; i < 64 && n > 0; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, train.x.data() + (i * 7919 * 104729) % n, sizeof bits);
+    h = mix64(h ^ bits);
+  }
+  for (const int32_t label : train.labels) h = mix64(h ^ static_cast<uint64_t>(label));
+  for (const int64_t v : {o.epochs, o.batch_size, o.validation_freq, static_cast<int64_t>(o.seed),
+                          static_cast<int64_t>(o.shuffle), static_cast<int64_t>(o.auc),
+                          static_cast<int64_t>(o.augmentation != nullptr), static_cast<int64_t>(o.resume),
+                          static_cast<int64_t>(o.sync_batch_norm)})
+    h = mix64(h ^ static_cast<uint64_t>(v));
+  return h;
+}
+
+// Every BatchNorm2d in the model, depth first.
+void collect_batch_norms(Module& m, std::vector<BatchNorm2d*>& out) {
+  if (auto* bn = dynamic_cast<BatchNorm2d*>(&m)) out.push_back(bn);
+  for (const auto& [name, child] : m.named_children()) collect_batch_norms(*child, out);
+}
+
+// Synchronises the model's batch-norm layers over comm while it lives (the training steps
+// of an epoch; validation and recalibration on rank 0 alone must not wait for the others).
+class SyncBatchNorm {
+ public:
+  SyncBatchNorm(Module& model, Communicator* comm) {
+    if (comm == nullptr) return;
+    collect_batch_norms(model, layers_);
+    for (BatchNorm2d* bn : layers_) bn->synchronise([comm](double* v, int64_t n) { comm->allreduce_sum(v, n); });
+  }
+  ~SyncBatchNorm() {
+    for (BatchNorm2d* bn : layers_) bn->synchronise({});
+  }
+  SyncBatchNorm(const SyncBatchNorm&) = delete;
+  SyncBatchNorm& operator=(const SyncBatchNorm&) = delete;
+
+ private:
+  std::vector<BatchNorm2d*> layers_;
+};
+
+}  // namespace
+
+History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& o) {
+  check_arg(o.epochs >= 0 && o.batch_size >= 1 && o.validation_freq >= 1, "fit",
+            "epochs " + std::to_string(o.epochs) + ", batch_size " + std::to_string(o.batch_size) +
+                ", validation_freq " + std::to_string(o.validation_freq) + " are not all valid");
+  check_arg(train.size() > 0, "fit", "the training set is empty");
+  check_arg(model.ends_in_softmax(), "fit",
+            "the model must end in a softmax (fit trains with softmax + categorical cross-entropy)");
+  Communicator* comm = o.communicator != nullptr && o.communicator->size() > 1 ? o.communicator : nullptr;
+  const int rank = comm ? comm->rank() : 0;
+  const int ranks = comm ? comm->size() : 1;
+  const bool quiet = o.quiet || rank != 0;
+  const bool sync_bn = comm != nullptr && o.sync_batch_norm;
+  if (sync_bn) {
+    // Synchronised batch norm needs rows on every rank in every batch (a rank without rows
+    // would skip the layers' allreduces): the full batches and the last, shorter one.
+    const int64_t last = train.size() % o.batch_size;
+    check_arg(std::min(o.batch_size, train.size()) >= ranks && (last == 0 || last >= ranks), "fit",
+              "sync_batch_norm needs at least one row per rank (" + std::to_string(ranks) +
+                  ") in every batch, but batches of " + std::to_string(o.batch_size) + " over " +
+                  std::to_string(train.size()) + " rows leave " +
+                  std::to_string(last == 0 ? std::min(o.batch_size, train.size()) : last) + " in one");
+  }
+  History history;
+  history.has_auc = o.auc;
+  Batcher batcher(train, o.batch_size, o.seed, o.shuffle);
+  Generator augment_rng(mix64(o.seed ^ 0xa06a06a06ULL));
+  const int64_t steps = batcher.batches_per_epoch();
+  const NamedGenerators fit_generators = {{"fit.augmentation", &augment_rng}};
+
+  int64_t first_epoch = 0;
+  if (o.resume && !o.checkpoint_path.empty() && std::filesystem::exists(o.checkpoint_path)) {
+    const Checkpoint c = read_checkpoint(o.checkpoint_path);
+    if (c.epochs_done > o.epochs)
+      throw ModelFileError(o.checkpoint_path, "the checkpoint is after epoch " + std::to_string(c.epochs_done) +
+                                                  " but this run has only " + std::to_string(o.epochs) + " epochs");
+    if (c.history.has_auc != o.auc)
+      throw ModelFileError(o.checkpoint_path, "the checkpoint's history was recorded with a different AUC setting");
+    restore_checkpoint(c, o.checkpoint_path, model, optimizer, fit_generators);
+    history = c.history;
+    first_epoch = c.epochs_done;
+    if (!quiet)
+      std::printf("resumed from %s after epoch %lld of %lld\n", o.checkpoint_path.c_str(),
+                  static_cast<long long>(first_epoch), static_cast<long long>(o.epochs));
+  }
+  const bool validates = o.validation != nullptr || static_cast<bool>(o.validate);
+  if (comm) {
+    NamedTensors parameters = model.named_parameters(), buffers = model.named_buffers();
+    check_same(*comm, "the model (its parameters' and buffers' names and shapes)",
+               structure_hash(parameters) ^ mix64(structure_hash(buffers)));
+    check_same(*comm, "the training data or the fit settings", data_and_settings_hash(train, o));
+    check_same(*comm, "where training starts (the epoch a checkpoint resumes after)", static_cast<uint64_t>(first_epoch));
+    broadcast_tensors(*comm, parameters);
+    broadcast_tensors(*comm, buffers);
+  }
+
+  for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
+    if (o.on_epoch_begin) o.on_epoch_begin(epoch, optimizer);
+    model.train();
+    ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(o.epochs), steps,
+                    quiet);
+    batcher.start_epoch(epoch);
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0, step = 0;
+    std::vector<float> scores;
+    std::vector<int32_t> score_labels;
+    std::optional<SyncBatchNorm> synchronised;
+    if (sync_bn) synchronised.emplace(model, comm);
+    while (batcher.next()) {
+      const Batch& b = batcher.batch();
+      // Every rank augments the whole global batch with the same stream (so the draws do not
+      // depend on the number of ranks) and keeps its shard of rows.
+      const Tensor x_all = o.augmentation ? (*o.augmentation)(b.x, augment_rng, true) : b.x;
+      const int64_t lo = b.size() * rank / ranks, hi = b.size() * (rank + 1) / ranks;
+      const int64_t n = hi - lo;
+      optimizer.zero_grad();
+      double figures_now[3] = {0, 0, static_cast<double>(n)};  // loss * rows, correct, rows
+      if (n > 0) {
+        const Tensor x = comm ? x_all.slice(lo, hi) : x_all;
+        const Tensor y = comm ? b.y_onehot.slice(lo, hi) : b.y_onehot;
+        const std::vector<int32_t> labels(b.labels.begin() + lo, b.labels.begin() + hi);
+        Tensor logits = model.forward_logits(x);
+        Tensor loss = softmax_cross_entropy(logits, y);
+        Tensor reg = model.regularization_loss();
+        if (reg.defined()) loss = add(loss, reg);
+        if (sync_bn) {
+          // Through the shared statistics every rank's rows affect every rank's loss, so each
+          // rank back-propagates its share of the global loss (weight n/B) and the gradients
+          // are then summed with weight 1, rather than weighting finished shard gradients.
+          mul(loss, static_cast<float>(n) / static_cast<float>(b.size())).backward();
+        } else {
+          loss.backward();
+        }
+        figures_now[0] = static_cast<double>(loss.item()) * n;
+        figures_now[1] = std::llround(accuracy(logits, labels) * n);
+        if (o.auc) {
+          NoGradGuard no_grad;
+          append_positive_scores(softmax(logits), scores);
+          score_labels.insert(score_labels.end(), labels.begin(), labels.end());
+        }
+      }
+      if (comm) {
+        allreduce_gradients(*comm, optimizer.params(),
+                            sync_bn ? 1.0f : static_cast<float>(n) / static_cast<float>(b.size()));
+        comm->allreduce_sum(figures_now, 3);
+      }
+      optimizer.step();
+
+      const double l = figures_now[0] / figures_now[2];
+      if (!std::isfinite(l))
+        throw std::runtime_error("fit: the loss became " + std::to_string(l) + " at epoch " +
+                                 std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) +
+                                 " (try a lower learning rate)");
+      loss_sum += figures_now[0];
+      correct += static_cast<int64_t>(figures_now[1]);
+      seen += static_cast<int64_t>(figures_now[2]);
+      ++step;
+      bar.update(step, figures(loss_sum / seen, static_cast<double>(correct) / seen, false, 0));
+    }
+    synchronised.reset();
+    if (comm && o.auc) {
+      // The epoch's scores from every rank, on rank 0 (the AUC does not depend on their order).
+      std::vector<float> label_values(score_labels.begin(), score_labels.end());
+      scores = comm->gather(scores, 0);
+      label_values = comm->gather(label_values, 0);
+      score_labels.assign(label_values.begin(), label_values.end());
+    }
+
+    EpochLog log;
+    log.epoch = epoch + 1;
+    log.loss = loss_sum / seen;
+    log.accuracy = static_cast<double>(correct) / seen;
+    if (o.auc && rank == 0) log.auc = roc_auc(scores, score_labels);
+    std::string text = figures(log.loss, log.accuracy, o.auc, log.auc);
+    if (validates && rank == 0 && (epoch + 1) % o.validation_freq == 0) {
+      const Evaluation v = o.validate ? o.validate(epoch + 1)
+                                      : evaluate(model, *o.validation, std::max<int64_t>(o.batch_size, 256), o.auc);
+      log.validated = true;
+      log.val_loss = v.loss;
+      log.val_accuracy = v.accuracy;
+      log.val_auc = v.auc;
+      text += "  " + figures(v.loss, v.accuracy, o.auc, v.auc, "val_");
+    }
+    log.seconds = bar.elapsed_seconds();
+    bar.finish(text);
+    history.epochs.push_back(log);
+    const bool last = epoch + 1 == o.epochs;
+    if (rank == 0 && !o.checkpoint_path.empty() && (last || (o.checkpoint_every > 0 && (epoch + 1) % o.checkpoint_every == 0)))
+      save_checkpoint(o.checkpoint_path, model, optimizer, fit_generators, epoch + 1, history, o.checkpoint_note);
+  }
+  // Every rank returns once rank 0's checkpoint and validation are done.
+  if (comm) comm->barrier();
+  model.train();
+  return history;
+}
+
+Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool auc) {
+  check_arg(data.size() > 0, "evaluate", "the dataset is empty");
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard no_grad;
+  Batcher batcher(data, batch_size, 0, /*shuffle=*/false);
+  batcher.start_epoch(0);
+  double loss_sum = 0;
+  int64_t correct = 0;
+  std::vector<float> scores;
+  std::vector<int32_t> labels;
+  while (batcher.next()) {
+    const Batch& b = batcher.batch();
+    const Tensor probs = model.forward(b.x);
+    loss_sum += categorical_cross_entropy(probs, b.y_onehot) * b.size();
+    correct += static_cast<int64_t>(std::llround(accuracy(probs, b.labels) * b.size()));
+    if (auc) {
+      append_positive_scores(probs, scores);
+      labels.insert(labels.end(), b.labels.begin(), b.labels.end());
+    }
+  }
+  model.train(was_training);
+  Evaluation e;
+  e.n = data.size();
+  e.loss = loss_sum / e.n;
+  e.accuracy = static_cast<double>(correct) / e.n;
+  if (auc) e.auc = roc_auc(scores, labels);
+  return e;
+}
+
+Tensor predict(Module& model, const Tensor& x, int64_t batch_size) {
+  check_arg(x.dim() >= 1 && batch_size >= 1, "predict",
+            "input " + shape_str(x.shape()) + " needs a batch axis; batch_size " +
+                std::to_string(batch_size));
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard no_grad;
+  Tensor out;
+  const int64_t n = x.size(0);
+  for (int64_t begin = 0; begin < n; begin += batch_size) {
+    const int64_t end = std::min(n, begin + batch_size);
+    const Tensor y = model.forward(x.slice(begin, end));
+    if (!out.defined()) {
+      Shape s = y.shape();
+      s[0] = n;
+      out = Tensor::empty(s);
+    }
+    const int64_t row = y.numel() / (end - begin);
+    std::memcpy(out.data() + begin * row, y.data(), sizeof(float) * y.numel());
+  }
+  model.train(was_training);
+  return out;
+}
+
+void History::write_csv(const std::string& path) const {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    if (!f) throw std::runtime_error(path + ": cannot open for writing");
+    f << "epoch,loss,accuracy" << (has_auc ? ",auc" : "") << ",val_loss,val_accuracy"
+      << (has_auc ? ",val_auc" : "") << ",seconds\n";
+    char buf[64];
+    auto num = [&](double v) {
+      std::snprintf(buf, sizeof buf, "%.6g", v);
+      return std::string(buf);
+    };
+    for (const EpochLog& e : epochs) {
+      f << e.epoch << "," << num(e.loss) << "," << num(e.accuracy);
+      if (has_auc) f << "," << num(e.auc);
+      f << "," << (e.validated ? num(e.val_loss) : "") << "," << (e.validated ? num(e.val_accuracy) : "");
+      if (has_auc) f << "," << (e.validated ? num(e.val_auc) : "");
+      f << "," << num(e.seconds) << "\n";
+    }
+    if (!f.flush()) throw std::runtime_error(path + ": write failed");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace kiln

@@ -1,0 +1,324 @@
+// The Keras importer on real Keras files (the MIT-licensed keras3.1-convnet pair, legacy
+// HDF5 and .keras zip) and on Keras-2-layout files made with h5py, against an independent
+// numpy forward pass (tests/fixtures/make_keras_outputs.py); and its errors on damaged,
+// foreign and unsupported files.
+#include <gtest/gtest.h>
+
+#include <H5Cpp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "data/formats/idx.h"
+#include "core/io/h5_io.h"
+#include "layers/io/keras/keras_import.h"
+#include "layers/io/model_file.h"
+#include "layers/permute.h"
+#include "optim/train/fit.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+const std::string kFixtures = std::string(KILN_FIXTURE_DIR) + "/keras";
+const std::string kExpected = kFixtures + "/expected_outputs.h5";
+
+std::string fixture(const std::string& name) { return kFixtures + "/" + name; }
+
+// A fresh scratch directory per test.
+std::string scratch() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const fs::path dir = fs::path(::testing::TempDir()) /
+                       ("kiln_keras_" + std::string(info->test_suite_name()) + "_" + info->name());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+// The first n MNIST test images of the committed slice as the model takes them:
+// float(scale * pixel), shaped [n, input_shape...].
+Tensor images(int64_t n, const Shape& input_shape, double scale) {
+  const ImageSet raw = load_mnist(std::string(KILN_TEST_DATA_DIR) + "/mnist", "t10k");
+  Shape s = {n};
+  s.insert(s.end(), input_shape.begin(), input_shape.end());
+  Tensor x = Tensor::empty(s);
+  EXPECT_EQ(x.numel(), n * raw.row_size());
+  for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(scale * raw.pixels[static_cast<size_t>(i)]);
+  return x;
+}
+
+Tensor expected_outputs(const std::string& model) {
+  H5::H5File f(kExpected, H5F_ACC_RDONLY);
+  EXPECT_EQ(h5::read_int(f, "version", kExpected), 1) << "regenerate with make_keras_outputs.py";
+  return h5::read_tensor(f.openDataSet(model), kExpected, model);
+}
+
+// what() of the ModelFileError that f throws, or a failure.
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ModelFileError& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "threw something other than ModelFileError: " << e.what();
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a ModelFileError";
+  return "";
+}
+
+#define EXPECT_MENTIONS(text, part) \
+  EXPECT_NE((text).find(part), std::string::npos) << "message: " << (text) << "\nexpected it to mention: " << (part)
+
+// --- outputs against the independent forward pass ------------------------------------------
+
+struct FixtureCase {
+  std::string file, format, keras_version;
+  Shape input_shape;
+};
+void PrintTo(const FixtureCase& c, std::ostream* os) { *os << c.file; }
+
+class KerasFixtures : public ::testing::TestWithParam<FixtureCase> {};
+
+TEST_P(KerasFixtures, OutputsMatchNumpyForwardPass) {
+  const FixtureCase& c = GetParam();
+  const LoadedModel m = import_keras(fixture(c.file));
+  EXPECT_EQ(m.format, c.format);
+  EXPECT_EQ(m.keras_version, c.keras_version);
+  EXPECT_EQ(m.input_shape, c.input_shape);
+  const Tensor want = expected_outputs(c.file);
+  const int64_t n = want.size(0);
+  const Tensor got = predict(*m.model, images(n, m.input_shape, 1.0 / 255.0), 32);
+  ASSERT_EQ(got.shape(), want.shape());
+  double worst = 0;
+  for (int64_t i = 0; i < got.numel(); ++i)
+    worst = std::max(worst, std::fabs(static_cast<double>(got.data()[i]) - want.data()[i]));
+  EXPECT_LT(worst, 1e-5) << c.file << ": largest difference from the numpy forward pass";
+  EXPECT_TRUE(m.model->ends_in_softmax()) << c.file;
+  EXPECT_FALSE(m.model->is_training()) << "an imported model comes back in inference mode";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Files, KerasFixtures,
+    ::testing::Values(FixtureCase{"keras3.1-convnet.h5", "keras-h5", "3.1.1", {28, 28, 1}},
+                      FixtureCase{"keras3.1-convnet.keras", "keras-zip", "3.1.1", {28, 28, 1}},
+                      FixtureCase{"keras2-tiny.h5", "keras-h5", "2.2.4", {28, 28, 1}},
+                      FixtureCase{"keras2-tiny-cf.h5", "keras-h5", "2.2.4", {1, 28, 28}},
+                      FixtureCase{"keras2-nested-cf.h5", "keras-h5", "2.13.1", {784}},
+                      FixtureCase{"keras3-functional.keras", "keras-zip", "3.3.3", {28, 28, 1}}),
+    [](const ::testing::TestParamInfo<FixtureCase>& info) {
+      std::string n = info.param.file;
+      std::replace_if(n.begin(), n.end(), [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)); }, '_');
+      return n;
+    });
+
+TEST(KerasImport, RealConvnetHasKerasLayerNamesAndParameterCount) {
+  for (const char* file : {"keras3.1-convnet.h5", "keras3.1-convnet.keras"}) {
+    const LoadedModel m = load_model(fixture(file));
+    EXPECT_EQ(m.name, "sequential");
+    EXPECT_EQ(m.model->count_trainable(), 34826) << file;  // as the data README states
+    std::vector<std::string> names;
+    for (const auto& [name, module] : m.model->named_children()) names.push_back(name);
+    EXPECT_EQ(names, (std::vector<std::string>{"conv2d", "max_pooling2d", "conv2d_1", "max_pooling2d_1",
+                                               "flatten", "dropout", "dense"}))
+        << file;
+  }
+}
+
+// In a .keras file the weight groups are named by class and creation order (layers/conv2d,
+// layers/conv2d_1, ...), whatever the layers are called; the model keeps the layers' names.
+TEST(KerasImport, KerasZipGroupsAreNamedByClassNotByLayerName) {
+  const LoadedModel m = import_keras(fixture("keras3-functional.keras"));
+  EXPECT_EQ(m.name, "functional");
+  std::vector<std::string> names;
+  for (const auto& [name, module] : m.model->named_children()) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"features", "norm", "features_2", "act", "pool", "flat",
+                                             "classifier", "probs"}));
+}
+
+TEST(KerasImport, TheTwoRealFilesHoldDifferentWeights) {
+  const LoadedModel h5 = import_keras(fixture("keras3.1-convnet.h5"));
+  const LoadedModel zip = import_keras(fixture("keras3.1-convnet.keras"));
+  const auto a = h5.model->named_parameters(), b = zip.model->named_parameters();
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_NE(a[0].second.to_vector(), b[0].second.to_vector());
+}
+
+// Channels-first models take (C,H,W) examples; kiln runs them in NHWC behind a Permute.
+TEST(KerasImport, ChannelsFirstModelGetsALayoutChangeAtItsInput) {
+  const LoadedModel m = import_keras(fixture("keras2-tiny-cf.h5"));
+  ASSERT_GE(m.model->size(), 1u);
+  const auto* first = dynamic_cast<const Permute*>(&(*m.model)[0]);
+  ASSERT_NE(first, nullptr) << "expected a Permute before the first channels_first layer";
+  EXPECT_EQ(first->dims(), (std::vector<int64_t>{2, 3, 1}));
+}
+
+// The fixture's Flatten order is what the expected outputs check; flipping the Flatten's
+// data_format must change the outputs, or the check could not tell the orders apart.
+TEST(KerasImport, FlattenDataFormatDecidesTheOrder) {
+  const std::string dir = scratch(), copy = dir + "/flipped.h5";
+  fs::copy_file(fixture("keras2-nested-cf.h5"), copy);
+  {
+    H5::H5File f(copy, H5F_ACC_RDWR);
+    json cfg = json::parse(h5::read_string(f, "model_config", copy));
+    for (json& l : cfg["config"]["layers"])
+      if (l["class_name"] == "Flatten") l["config"]["data_format"] = "channels_first";
+    f.removeAttr("model_config");
+    h5::write_string(f, "model_config", cfg.dump());
+  }
+  const LoadedModel m = import_keras(copy);
+  const Tensor want = expected_outputs("keras2-nested-cf.h5");
+  const Tensor got = predict(*m.model, images(want.size(0), m.input_shape, 1.0 / 255.0));
+  double worst = 0;
+  for (int64_t i = 0; i < got.numel(); ++i)
+    worst = std::max(worst, std::fabs(static_cast<double>(got.data()[i]) - want.data()[i]));
+  EXPECT_GT(worst, 1e-3);
+}
+
+// --- errors -------------------------------------------------------------------------------
+
+std::string truncated_copy(const std::string& source, const std::string& dir, double fraction) {
+  std::ifstream in(source, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string out = dir + "/cut_" + fs::path(source).filename().string();
+  std::ofstream(out, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size() * fraction));
+  return out;
+}
+
+TEST(KerasImportErrors, TruncatedH5NamesTheFile) {
+  const std::string cut = truncated_copy(fixture("keras3.1-convnet.h5"), scratch(), 0.5);
+  const std::string msg = error_of([&] { load_model(cut); });
+  EXPECT_MENTIONS(msg, cut);
+  EXPECT_MENTIONS(msg, "truncated");
+}
+
+TEST(KerasImportErrors, TruncatedKerasZipNamesTheFile) {
+  const std::string cut = truncated_copy(fixture("keras3.1-convnet.keras"), scratch(), 0.6);
+  const std::string msg = error_of([&] { load_model(cut); });
+  EXPECT_MENTIONS(msg, cut);
+  EXPECT_MENTIONS(msg, "truncated");
+}
+
+TEST(KerasImportErrors, DamagedZipEntryFailsItsChecksum) {
+  const std::string dir = scratch(), copy = dir + "/damaged.keras";
+  std::ifstream in(fixture("keras3.1-convnet.keras"), std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  bytes[bytes.size() / 2] ^= 0x40;  // inside model.weights.h5, the bulk of the archive
+  std::ofstream(copy, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  const std::string msg = error_of([&] { load_model(copy); });
+  EXPECT_MENTIONS(msg, copy);
+  EXPECT_MENTIONS(msg, "model.weights.h5");
+  EXPECT_MENTIONS(msg, "CRC-32");
+}
+
+TEST(KerasImportErrors, ForeignHdf5IsNotAKerasModel) {
+  const std::string pcam = std::string(KILN_TEST_DATA_DIR) + "/pcam/valid.h5";
+  const std::string msg = error_of([&] { load_model(pcam); });
+  EXPECT_MENTIONS(msg, pcam);
+  EXPECT_MENTIONS(msg, "not a Keras model file");
+}
+
+TEST(KerasImportErrors, TextFileAndMissingFile) {
+  const std::string dir = scratch(), text = dir + "/notes.h5";
+  std::ofstream(text) << "not a model\n";
+  EXPECT_MENTIONS(error_of([&] { load_model(text); }), "not a model file");
+  EXPECT_MENTIONS(error_of([&] { load_model(dir + "/absent.keras"); }), "file not found");
+}
+
+// A copy of keras2-tiny.h5 whose model_config (and optionally other attributes) is edited.
+std::string edited_tiny(const std::string& dir, const std::function<void(json&)>& edit,
+                        const std::function<void(H5::H5File&)>& more = nullptr) {
+  const std::string copy = dir + "/edited.h5";
+  fs::copy_file(fixture("keras2-tiny.h5"), copy, fs::copy_options::overwrite_existing);
+  H5::H5File f(copy, H5F_ACC_RDWR);
+  json cfg = json::parse(h5::read_string(f, "model_config", copy));
+  edit(cfg);
+  f.removeAttr("model_config");
+  h5::write_string(f, "model_config", cfg.dump());
+  if (more) more(f);
+  return copy;
+}
+
+json& layer_named(json& cfg, const std::string& name) {
+  for (json& l : cfg["config"]["layers"])
+    if (l["config"]["name"] == name) return l;
+  throw std::runtime_error("no layer " + name);
+}
+
+TEST(KerasImportErrors, UnsupportedOptionNamesLayerAndOption) {
+  const std::string dir = scratch();
+  const std::string dilated = edited_tiny(dir, [](json& c) { layer_named(c, "conv2d_1")["config"]["dilation_rate"] = {2, 2}; });
+  std::string msg = error_of([&] { import_keras(dilated); });
+  EXPECT_MENTIONS(msg, dilated);
+  EXPECT_MENTIONS(msg, "Conv2D 'conv2d_1' uses dilation_rate (2, 2); kiln supports 1");
+
+  const std::string elu = edited_tiny(dir, [](json& c) { layer_named(c, "activation_1")["config"]["activation"] = "elu"; });
+  msg = error_of([&] { import_keras(elu); });
+  EXPECT_MENTIONS(msg, "Activation 'activation_1' uses activation 'elu'");
+
+  const std::string strided = edited_tiny(dir, [](json& c) { layer_named(c, "conv2d_1")["config"]["strides"] = {1, 2}; });
+  EXPECT_MENTIONS(error_of([&] { import_keras(strided); }), "Conv2D 'conv2d_1' has strides (1, 2)");
+}
+
+TEST(KerasImportErrors, UnsupportedLayerNamesItsClass) {
+  const std::string path = edited_tiny(scratch(), [](json& c) {
+    json& l = layer_named(c, "activation_1");
+    l["class_name"] = "LSTM";
+    l["config"]["name"] = "lstm_1";
+  });
+  const std::string msg = error_of([&] { import_keras(path); });
+  EXPECT_MENTIONS(msg, path);
+  EXPECT_MENTIONS(msg, "layer 'lstm_1' is a LSTM");
+}
+
+TEST(KerasImportErrors, BranchingFunctionalModelIsNotAChain) {
+  const std::string dir = scratch(), copy = dir + "/branch.h5";
+  fs::copy_file(fixture("keras2-tiny-cf.h5"), copy);
+  {
+    H5::H5File f(copy, H5F_ACC_RDWR);
+    json cfg = json::parse(h5::read_string(f, "model_config", copy));
+    for (json& l : cfg["config"]["layers"])
+      if (l["name"] == "dense_1")  // two inputs, as an Add or Concatenate would have
+        l["inbound_nodes"] = json::parse(R"([[["flatten_1", 0, 0, {}], ["input_1", 0, 0, {}]]])");
+    f.removeAttr("model_config");
+    h5::write_string(f, "model_config", cfg.dump());
+  }
+  const std::string msg = error_of([&] { import_keras(copy); });
+  EXPECT_MENTIONS(msg, "not a single chain");
+  EXPECT_MENTIONS(msg, "'dense_1' takes 2 inputs");
+}
+
+TEST(KerasImportErrors, WeightShapeAgainstConfig) {
+  const std::string path = edited_tiny(scratch(), [](json& c) { layer_named(c, "conv2d_1")["config"]["filters"] = 3; });
+  const std::string msg = error_of([&] { import_keras(path); });
+  EXPECT_MENTIONS(msg, "layer 'conv2d_1' weight 'kernel' has shape [3,3,1,2] in the file");
+}
+
+TEST(KerasImportErrors, MissingWeightGroup) {
+  const std::string path = edited_tiny(scratch(), [](json&) {}, [](H5::H5File& f) { f.unlink("model_weights/dense_1"); });
+  EXPECT_MENTIONS(error_of([&] { import_keras(path); }), "no weights for layer 'dense_1'");
+}
+
+TEST(KerasImportErrors, KerasOneAndWeightsOnlyFiles) {
+  const std::string dir = scratch();
+  const std::string old = edited_tiny(dir, [](json&) {}, [](H5::H5File& f) {
+    f.removeAttr("keras_version");
+    h5::write_string(f, "keras_version", "1.2.2");
+  });
+  EXPECT_MENTIONS(error_of([&] { import_keras(old); }), "Keras 1.2.2");
+
+  const std::string weights_only = dir + "/weights_only.h5";
+  h5::write_atomically(weights_only, [](H5::H5File& f) { h5::write_string_list(f, "layer_names", {"dense"}); });
+  EXPECT_MENTIONS(error_of([&] { load_model(weights_only); }), "model.save_weights");
+}
+
+}  // namespace
+}  // namespace kiln
