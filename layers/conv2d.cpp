@@ -26,8 +26,9 @@ Tensor Conv2D::forward(const Tensor& x) {
 std::string Conv2D::describe() const {
   std::string d = std::to_string(options_.kernel) + "x" + std::to_string(options_.kernel) +
                   (options_.padding == Padding::Same ? " same" : " valid");
-  if (options_.stride != 1) d += " s" + std::to_string(options_.stride);
-  if (options_.activation != Activation::Linear) d += " " + activation_name(options_.activation);
+  // Appended piece by piece: GCC 12 warns (-Wrestrict, a false positive) on `" " + string&&`.
+  if (options_.stride != 1) d.append(" s").append(std::to_string(options_.stride));
+  if (options_.activation != Activation::Linear) d.append(" ").append(activation_name(options_.activation));
   if (options_.l2 > 0) d += " l2";
   return d;
 }

@@ -81,10 +81,12 @@ Tensor walk(Module& m, const std::string& name, const Tensor& x, std::vector<Row
   Shape s = y.shape();
   s[0] = -1;
   std::string shape = "(None";
-  for (size_t i = 1; i < s.size(); ++i) shape += ", " + std::to_string(s[i]);
+  // Appended piece by piece: GCC 12 warns (-Wrestrict, a false positive) on `", " + string&&`
+  // and `" " + string&&`.
+  for (size_t i = 1; i < s.size(); ++i) shape.append(", ").append(std::to_string(s[i]));
   shape += ")";
   std::string type = m.type_name();
-  if (!m.describe().empty()) type += " " + m.describe();
+  if (const std::string d = m.describe(); !d.empty()) type.append(" ").append(d);
   rows.push_back({name, type, shape, m.count_trainable() + m.count_non_trainable()});
   return y;
 }

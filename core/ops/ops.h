@@ -1,5 +1,5 @@
 // The differentiable ops. Each op's forward and backward live in one function in one of
-// core/ops_*.cpp. Layout conventions (chosen for speed, see README "Layout"):
+// core/ops/*.cpp. Layout conventions (chosen for speed, see README "Layout"):
 //   images: NHWC [N,H,W,C]; conv kernels: [kh,kw,C_in,C_out] (Keras' layout);
 //   dense kernels: [in,out]; per-channel vectors: [C].
 // Every shape error throws std::invalid_argument naming the op and the shapes.

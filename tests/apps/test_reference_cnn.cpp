@@ -1,6 +1,6 @@
 // The independent forward path of task1 (apps/reference_cnn.h) against kiln's ops and layers on
 // random weights and inputs, and its weights-file reader against kiln's writer
-// (apps/app_common.h). Each side computes in its own way (direct double-accumulated loops vs
+// (apps/common/app_common.h). Each side computes in its own way (direct double-accumulated loops vs
 // im2col + sgemm in float), so they agree to float rounding, not bit for bit.
 #include "apps/reference_cnn.h"
 

@@ -34,7 +34,7 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw,
                             float* db);
 
-// Thin layers run as direct loops (conv2d_direct.cpp) instead of im2col + sgemm, per pass:
+// Thin layers run as direct loops (direct.cpp) instead of im2col + sgemm, per pass:
 // - forward: an im2col matrix of at most kConv2dDirectMaxColumns columns (3x3 kernels on
 //   1-channel images) up to kConv2dDirectMaxForwardFilters filters, or, stride 1, up to
 //   kConv2dDirectSmallMaxColumns columns with at most kConv2dDirectSmallMaxFilters filters
@@ -67,7 +67,7 @@ void conv2d_backward_weight_im2col(const Conv2dShape& s, const float* x, const f
 
 // 3x3 stride-1 layers with at least kConv2dWinogradMinChannels input channels and filters run
 // their forward pass, input gradient and weight gradient as Winograd F(2x2, 3x3)
-// (conv2d_winograd.cpp): 2.25x fewer GEMM FLOPs than im2col + sgemm.
+// (winograd.cpp): 2.25x fewer GEMM FLOPs than im2col + sgemm.
 constexpr int64_t kConv2dWinogradMinChannels = 32;
 bool conv2d_prefers_winograd(const Conv2dShape& s);
 void conv2d_forward_winograd(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);

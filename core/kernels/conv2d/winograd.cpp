@@ -16,7 +16,7 @@
 //
 // Accuracy: F(2x2, 3x3) uses only the points 0, 1, -1 and infinity; its transforms are exact
 // in float up to a factor 1/2 in G, so it rounds like the direct form within a few ulps per
-// sum (the tests compare it with conv2d_naive's double sums at 1e-4 relative).
+// sum (the tests compare it with naive.cpp's double sums at 1e-4 relative).
 #include <cblas.h>
 #include <omp.h>
 
