@@ -19,18 +19,19 @@
 
 #include "apps/common/cli.h"
 #include "core/autograd.h"
+#include "core/io/write_atomically.h"
 #include "core/ops/ops.h"
 #include "core/runtime/parallel.h"
 #include "core/runtime/random.h"
 #include "data/augment/augment.h"
 #include "data/dataset.h"
-#include "data/lab/lab_augmentation.h"
-#include "data/formats/pcam.h"
-#include "layers/zoo/lab_models.h"
-#include "data/formats/idx.h"
 #include "data/fetch/mnist_fetch.h"
+#include "data/formats/idx.h"
+#include "data/formats/pcam.h"
+#include "data/lab/lab_augmentation.h"
 #include "layers/io/keras/keras_export.h"
 #include "layers/io/model_file.h"
+#include "layers/zoo/lab_models.h"
 #include "optim/train/fit.h"
 #include "optim/train/metrics.h"
 
@@ -345,18 +346,15 @@ int cmd_evaluate(int argc, char** argv) {
       std::snprintf(number, sizeof number, "%.17g", v);
       return std::string(number);
     };
-    const std::string out_path = args.get("json"), tmp = out_path + ".tmp";
-    {
-      std::ofstream f(tmp);
+    const std::string out_path = args.get("json");
+    kiln::write_stream_atomically(out_path, [&](std::ostream& f) {
       f << "{\n  \"model\": " << json_string(path) << ",\n  \"format\": " << json_string(m.format)
         << ",\n  \"keras_version\": " << (m.keras_version.empty() ? "null" : json_string(m.keras_version))
         << ",\n  \"dataset\": " << json_string(dataset) << ",\n  \"scale\": " << num(scale)
         << ",\n  \"shift\": " << num(shift) << ",\n  \"n\": " << raw.n << ",\n  \"correct\": " << correct
         << ",\n  \"accuracy\": " << num(accuracy) << ",\n  \"loss\": " << (has_loss ? num(loss) : "null")
         << "\n}\n";
-      if (!f) throw std::runtime_error(out_path + ": cannot write");
-    }
-    std::filesystem::rename(tmp, out_path);
+    });
     std::printf("wrote %s\n", out_path.c_str());
   }
   return 0;

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "core/io/file_error.h"  // DataError
+#include "core/io/file_error.h"  // FileError
 #include "data/image_set.h"
 
 namespace kiln {

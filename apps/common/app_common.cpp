@@ -15,6 +15,8 @@
 #include <thread>
 
 #include "core/autograd.h"
+#include "core/io/h5_io.h"
+#include "core/io/write_atomically.h"
 #include "core/runtime/parallel.h"
 #include "core/runtime/random.h"
 #include "optim/train/bn_recalibrate.h"
@@ -28,20 +30,6 @@ namespace kiln::app {
 namespace fs = std::filesystem;
 
 namespace {
-
-// Same directory as the target, so the final rename never crosses file systems; the pid keeps
-// two apps writing into one directory from sharing a temporary.
-std::string temp_name(const std::string& path) { return path + ".tmp" + std::to_string(::getpid()); }
-
-void rename_into_place(const std::string& tmp, const std::string& path) {
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw std::runtime_error(path + ": cannot move the finished file into place: " + ec.message());
-  }
-}
 
 }  // namespace
 
@@ -256,19 +244,7 @@ void make_output_dir(const std::string& dir) {
 }
 
 void write_text_file(const std::string& path, const std::string& text) {
-  const std::string tmp = temp_name(path);
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) throw std::runtime_error(path + ": cannot open for writing");
-    f << text;
-    if (!f.flush()) {
-      f.close();
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      throw std::runtime_error(path + ": write failed (disk full?)");
-    }
-  }
-  rename_into_place(tmp, path);
+  write_bytes_atomically(path, text);
 }
 
 void write_json_file(const std::string& path, const nlohmann::json& doc) {
@@ -276,32 +252,13 @@ void write_json_file(const std::string& path, const nlohmann::json& doc) {
 }
 
 void write_weights_file(const std::string& path, const Module& model) {
-  const std::string tmp = temp_name(path);
-  H5::Exception::dontPrint();  // failures are rethrown below with the file's name
-  try {
-    H5::H5File file(tmp, H5F_ACC_TRUNC);
-    const H5::StrType str_type(H5::PredType::C_S1, std::string(kWeightsFormat).size());
-    file.createAttribute("format", str_type, H5::DataSpace(H5S_SCALAR))
-        .write(str_type, std::string(kWeightsFormat));
-    const int version = kWeightsVersion;
-    file.createAttribute("version", H5::PredType::STD_I32LE, H5::DataSpace(H5S_SCALAR))
-        .write(H5::PredType::NATIVE_INT, &version);
+  h5::write_atomically(path, [&](H5::H5File& file) {
+    h5::write_string(file, "format", kWeightsFormat);
+    h5::write_int(file, "version", kWeightsVersion);
     NamedTensors all = model.named_parameters();
     for (auto& entry : model.named_buffers()) all.push_back(entry);
-    for (const auto& [name, t] : all) {
-      std::vector<hsize_t> dims(t.shape().begin(), t.shape().end());
-      const H5::DataSpace space = dims.empty() ? H5::DataSpace(H5S_SCALAR)
-                                               : H5::DataSpace(static_cast<int>(dims.size()), dims.data());
-      file.createDataSet(name, H5::PredType::IEEE_F32LE, space)
-          .write(t.data(), H5::PredType::NATIVE_FLOAT);
-    }
-    file.close();
-  } catch (const H5::Exception& e) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw std::runtime_error(path + ": cannot write the weights file: " + e.getDetailMsg());
-  }
-  rename_into_place(tmp, path);
+    for (const auto& [name, t] : all) h5::write_tensor(file, name, t);
+  });
 }
 
 double regularization_penalty(const Module& model) {

@@ -18,8 +18,4 @@ class FileError : public std::runtime_error {
   std::string path_;
 };
 
-// The names the data readers and the model files used before there was one class.
-using DataError = FileError;
-using ModelFileError = FileError;
-
 }  // namespace kiln

@@ -1,13 +1,12 @@
 #include "core/io/h5_io.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+
+#include "core/io/write_atomically.h"
 
 namespace kiln::h5 {
 
@@ -41,7 +40,7 @@ std::vector<std::string> strings_of(const H5::Attribute& a, const std::string& l
   const H5::DataType type = a.getDataType();
   if (type.getClass() != H5T_STRING) {
     if (n == 0) return {};  // Keras' empty list: a float64 array of length 0
-    throw ModelFileError(label, "is not a string attribute");
+    throw FileError(label, "is not a string attribute");
   }
   std::vector<std::string> out;
   if (n == 0) return out;
@@ -50,7 +49,7 @@ std::vector<std::string> strings_of(const H5::Attribute& a, const std::string& l
     std::vector<char*> buf(static_cast<size_t>(n), nullptr);
     H5::StrType mem(H5::PredType::C_S1, H5T_VARIABLE);
     mem.setCset(st.getCset());
-    if (H5Aread(a.getId(), mem.getId(), buf.data()) < 0) throw ModelFileError(label, "cannot be read");
+    if (H5Aread(a.getId(), mem.getId(), buf.data()) < 0) throw FileError(label, "cannot be read");
     for (char* s : buf) out.emplace_back(s ? s : "");
     H5Dvlen_reclaim(mem.getId(), space.getId(), H5P_DEFAULT, buf.data());
   } else {
@@ -79,17 +78,22 @@ bool is_hdf5(const std::string& path) {
   }
 }
 
-H5::H5File open_file(const std::string& path) {
+H5::H5File open_file(const std::string& path, const std::string& expect) {
   quiet();
-  if (!fs::exists(path)) throw ModelFileError(path, "file not found");
-  if (!fs::is_regular_file(path)) throw ModelFileError(path, "not a regular file");
-  if (!is_hdf5(path)) throw ModelFileError(path, "not an HDF5 file (no HDF5 signature)");
+  const std::string expected = expect.empty() ? "" : "; expected " + expect;
+  if (!fs::exists(path)) throw FileError(path, "file not found");
+  if (!fs::is_regular_file(path)) throw FileError(path, "not a regular file");
+  if (!is_hdf5(path)) {
+    const bool gz = path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
+    throw FileError(path, std::string("not an HDF5 file (no HDF5 signature)") +
+                              (gz ? "; a .h5.gz download must be gunzipped first" : "") + expected);
+  }
   try {
     return H5::H5File(path, H5F_ACC_RDONLY);
   } catch (const H5::Exception& e) {
     // The signature check passes for a file cut short; opening it is what fails.
-    throw ModelFileError(path, "HDF5 cannot open it (" + detail(e) +
-                                   "): the file looks truncated or damaged");
+    throw FileError(path, "HDF5 cannot open it (" + detail(e) +
+                              "): the file looks truncated or damaged" + expected);
   }
 }
 
@@ -100,10 +104,10 @@ H5::H5File open_image(const std::vector<char>& bytes, const std::string& label) 
     // The core (in-memory) driver, started from a copy of the bytes, never written back.
     if (H5Pset_fapl_core(fapl.getId(), 1 << 16, 0) < 0 ||
         H5Pset_file_image(fapl.getId(), const_cast<char*>(bytes.data()), bytes.size()) < 0)
-      throw ModelFileError(label, "cannot set up an in-memory HDF5 file");
+      throw FileError(label, "cannot set up an in-memory HDF5 file");
     return H5::H5File(label, H5F_ACC_RDONLY, H5::FileCreatPropList::DEFAULT, fapl);
   } catch (const H5::Exception& e) {
-    throw ModelFileError(label, "HDF5 cannot open it (" + detail(e) +
+    throw FileError(label, "HDF5 cannot open it (" + detail(e) +
                                     "): the file looks truncated or damaged");
   }
 }
@@ -119,14 +123,14 @@ bool has_attr(const H5::H5Object& obj, const std::string& name) {
 
 std::string read_string(const H5::H5Object& obj, const std::string& name, const std::string& path) {
   try {
-    if (!obj.attrExists(name)) throw ModelFileError(path, "no attribute '" + name + "'");
+    if (!obj.attrExists(name)) throw FileError(path, "no attribute '" + name + "'");
     const std::vector<std::string> v = strings_of(obj.openAttribute(name), path + " attribute '" + name + "'");
     if (v.size() != 1)
-      throw ModelFileError(path, "attribute '" + name + "' holds " + std::to_string(v.size()) +
+      throw FileError(path, "attribute '" + name + "' holds " + std::to_string(v.size()) +
                                      " strings, expected one");
     return v[0];
   } catch (const H5::Exception& e) {
-    throw ModelFileError(path, "cannot read attribute '" + name + "': " + detail(e));
+    throw FileError(path, "cannot read attribute '" + name + "': " + detail(e));
   }
 }
 
@@ -142,21 +146,21 @@ std::vector<std::string> read_string_list(const H5::H5Object& obj, const std::st
     }
     return all;
   } catch (const H5::Exception& e) {
-    throw ModelFileError(path, "cannot read attribute '" + name + "': " + detail(e));
+    throw FileError(path, "cannot read attribute '" + name + "': " + detail(e));
   }
 }
 
 int64_t read_int(const H5::H5Object& obj, const std::string& name, const std::string& path) {
   try {
-    if (!obj.attrExists(name)) throw ModelFileError(path, "no attribute '" + name + "'");
+    if (!obj.attrExists(name)) throw FileError(path, "no attribute '" + name + "'");
     const H5::Attribute a = obj.openAttribute(name);
     if (a.getDataType().getClass() != H5T_INTEGER || element_count(a.getSpace()) != 1)
-      throw ModelFileError(path, "attribute '" + name + "' is not a single integer");
+      throw FileError(path, "attribute '" + name + "' is not a single integer");
     int64_t v = 0;
     a.read(H5::PredType::NATIVE_INT64, &v);
     return v;
   } catch (const H5::Exception& e) {
-    throw ModelFileError(path, "cannot read attribute '" + name + "': " + detail(e));
+    throw FileError(path, "cannot read attribute '" + name + "': " + detail(e));
   }
 }
 
@@ -171,7 +175,7 @@ Shape dataset_shape(const H5::DataSet& ds) {
 Tensor read_tensor(const H5::DataSet& ds, const std::string& path, const std::string& what) {
   try {
     if (ds.getTypeClass() != H5T_FLOAT)
-      throw ModelFileError(path, what + " is not a floating-point dataset");
+      throw FileError(path, what + " is not a floating-point dataset");
     const Shape shape = dataset_shape(ds);
     // A damaged header can claim any extents: refuse before allocating. 2^28 values (1 GiB) is
     // far above any single weight tensor kiln's models or real Keras models hold.
@@ -179,14 +183,14 @@ Tensor read_tensor(const H5::DataSet& ds, const std::string& path, const std::st
     int64_t values = 1;
     for (const int64_t d : shape) {
       if (d < 0 || (d > 0 && values > kMaxValues / d))
-        throw ModelFileError(path, what + " claims shape " + shape_str(shape) + ", more than kiln reads into one tensor");
+        throw FileError(path, what + " claims shape " + shape_str(shape) + ", more than kiln reads into one tensor");
       values *= d;
     }
     Tensor t = Tensor::empty(shape);
     if (t.numel() > 0) ds.read(t.data(), H5::PredType::NATIVE_FLOAT);
     return t;
   } catch (const H5::Exception& e) {
-    throw ModelFileError(path, "cannot read " + what + " (" + detail(e) +
+    throw FileError(path, "cannot read " + what + " (" + detail(e) +
                                    "): the file looks truncated or damaged");
   }
 }
@@ -237,45 +241,35 @@ void write_tensor(H5::Group& group, const std::string& name, const Tensor& t) {
   if (t.numel() > 0) ds.write(t.data(), H5::PredType::NATIVE_FLOAT);
 }
 
-ModelFileError damaged_file(const std::string& path, const H5::Exception& e) {
-  return ModelFileError(path, "HDF5 error while reading it (" + e.getDetailMsg() +
+FileError damaged_file(const std::string& path, const H5::Exception& e) {
+  return FileError(path, "HDF5 error while reading it (" + e.getDetailMsg() +
                                   "): the file looks truncated or damaged");
 }
 
+// The file is built in memory (HDF5's core driver, no backing store) and its finished image
+// written out by kiln::write_atomically. So HDF5 never writes to disk itself: when the disk
+// fills up, its close fails half-way and leaves an open file that crashes the library's own
+// cleanup at exit. Model files and checkpoints are small enough to hold in memory twice.
 void write_atomically(const std::string& path, const std::function<void(H5::H5File&)>& fill) {
   quiet();
-  const fs::path target(path);
-  std::string tmp_name = ".";
-  tmp_name += target.filename().string();
-  tmp_name += ".tmp-" + std::to_string(::getpid());
-  const std::string tmp = (target.parent_path() / tmp_name).string();
+  std::vector<char> image;
   try {
-    {
-      H5::H5File f(tmp, H5F_ACC_TRUNC);
-      fill(f);
-      f.close();
-    }
-    // On disk before the rename, so that even a machine crash leaves the old file or the new.
-    const int fd = ::open(tmp.c_str(), O_RDONLY);
-    if (fd < 0 || ::fsync(fd) != 0) {
-      if (fd >= 0) ::close(fd);
-      throw fs::filesystem_error("cannot flush the temporary file to disk", tmp, std::error_code(errno, std::generic_category()));
-    }
-    ::close(fd);
-    fs::rename(tmp, path);
+    H5::FileAccPropList fapl;
+    if (H5Pset_fapl_core(fapl.getId(), 1 << 20, 0) < 0)
+      throw FileError(path, "cannot set up an in-memory HDF5 file");
+    H5::H5File f(path, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, fapl);
+    fill(f);
+    f.flush(H5F_SCOPE_GLOBAL);
+    const ssize_t size = H5Fget_file_image(f.getId(), nullptr, 0);
+    if (size < 0) throw FileError(path, "HDF5 cannot produce the file's image");
+    image.resize(static_cast<size_t>(size));
+    if (H5Fget_file_image(f.getId(), image.data(), image.size()) != size)
+      throw FileError(path, "HDF5 cannot produce the file's image");
+    f.close();
   } catch (const H5::Exception& e) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw ModelFileError(path, "cannot write it: " + detail(e));
-  } catch (const fs::filesystem_error& e) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw ModelFileError(path, std::string("cannot write it: ") + e.what());
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw;
+    throw FileError(path, "cannot write it: " + detail(e));
   }
+  write_bytes_atomically(path, std::string_view(image.data(), image.size()));
 }
 
 }  // namespace kiln::h5

@@ -2,7 +2,7 @@
 // (or an in-memory image) with errors that name the file, reading string attributes in every
 // encoding Keras and h5py write, float datasets into tensors, and writing a file atomically.
 //
-// Every function here throws ModelFileError (never H5::Exception) with the file's path.
+// Every function here throws FileError (never H5::Exception) with the file's path.
 #pragma once
 
 #include <functional>
@@ -12,15 +12,16 @@
 #include <H5Cpp.h>
 
 #include "core/tensor.h"
-#include "core/io/file_error.h"  // ModelFileError
+#include "core/io/file_error.h"  // FileError
 
 namespace kiln::h5 {
 
 // True when path starts with the HDF5 signature.
 bool is_hdf5(const std::string& path);
 // Opens path read-only. Missing file, a file that is not HDF5, or one HDF5 cannot open
-// (truncated, damaged) -> ModelFileError saying which.
-H5::H5File open_file(const std::string& path);
+// (truncated, damaged) -> FileError saying which, and what the file should hold (`expect`,
+// e.g. "dataset 'x' uint8 (N,H,W,C)") where the caller says.
+H5::H5File open_file(const std::string& path, const std::string& expect = "");
 // Opens an HDF5 file held in memory (e.g. model.weights.h5 inside a .keras zip); `label`
 // names it in errors ("m.keras:model.weights.h5").
 H5::H5File open_image(const std::vector<char>& bytes, const std::string& label);
@@ -44,7 +45,7 @@ Tensor read_tensor(const H5::DataSet& ds, const std::string& path, const std::st
 
 // The error for an HDF5 failure while reading an opened file: names the file, quotes HDF5's
 // message and says the file looks truncated or damaged.
-ModelFileError damaged_file(const std::string& path, const H5::Exception& e);
+FileError damaged_file(const std::string& path, const H5::Exception& e);
 
 // Writers. Strings are fixed-length, UTF-8, null-padded (what h5py makes of numpy bytes).
 void write_string(H5::H5Object& obj, const std::string& name, const std::string& value);
@@ -55,9 +56,9 @@ void write_int(H5::H5Object& obj, const std::string& name, int64_t value);
 // A float32 dataset with t's shape. `name` may contain '/': missing groups are created.
 void write_tensor(H5::Group& group, const std::string& name, const Tensor& t);
 
-// Creates the file under a temporary name beside path, lets fill() write it, closes it and
-// renames it onto path, so a reader never sees a half-written file. On any error the
-// temporary file is removed and a ModelFileError naming path is thrown.
+// Builds the file in memory, lets fill() write it, and writes the finished image to path
+// through kiln::write_atomically (temporary name, fsync, rename), so a reader never sees a
+// half-written file and a full disk is a FileError naming path, never a crash in HDF5.
 void write_atomically(const std::string& path, const std::function<void(H5::H5File&)>& fill);
 
 }  // namespace kiln::h5

@@ -1,15 +1,15 @@
 #include "core/io/png_image.h"
 
 #include <png.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <stdexcept>
 #include <system_error>
+
+#include "core/io/write_atomically.h"
 
 namespace kiln {
 
@@ -91,23 +91,13 @@ void write_png(const std::string& path, int width, int height, int channels,
   image.height = static_cast<png_uint_32>(height);
   image.format = channels == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
 
-  // Same directory as the target, so the rename is atomic and never crosses file systems.
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  const int ok = png_image_write_to_file(&image, tmp.c_str(), 0, pixels,
-                                         static_cast<png_int_32>(width * channels), nullptr);
-  const std::string libpng_message = image.message;
-  png_image_free(&image);
-  std::error_code ec;
-  if (!ok) {
-    std::filesystem::remove(tmp, ec);
-    throw std::runtime_error("write_png: cannot write '" + path + "': " + libpng_message);
-  }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    throw std::runtime_error("write_png: cannot write '" + path + "': " + ec.message());
-  }
+  write_atomically(path, [&](const std::string& tmp) {
+    const int ok = png_image_write_to_file(&image, tmp.c_str(), 0, pixels,
+                                           static_cast<png_int_32>(width * channels), nullptr);
+    const std::string libpng_message = image.message;
+    png_image_free(&image);
+    if (!ok) throw FileError(path, "write_png: cannot write it: " + libpng_message);
+  });
 }
 
 void write_png(const std::string& path, const RgbCanvas& canvas) {

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <limits>
 
-#include "core/io/file_error.h"  // ModelFileError
+#include "core/io/file_error.h"  // FileError
 
 namespace kiln {
 namespace {
@@ -24,7 +24,7 @@ class Reader {
   Reader(const std::vector<unsigned char>& b, const std::string& path) : b_(b), path_(path) {}
   uint64_t get(uint64_t at, int bytes) const {
     if (at > b_.size() || b_.size() - at < static_cast<uint64_t>(bytes))
-      throw ModelFileError(path_, "zip archive is truncated or damaged (a record runs past the end)");
+      throw FileError(path_, "zip archive is truncated or damaged (a record runs past the end)");
     uint64_t v = 0;
     for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | b_[at + static_cast<uint64_t>(i)];
     return v;
@@ -49,15 +49,15 @@ bool ZipArchive::looks_like_zip(const std::string& path) {
 }
 
 ZipArchive::ZipArchive(const std::string& path) : path_(path) {
-  if (!std::filesystem::is_regular_file(path)) throw ModelFileError(path, "file not found");
+  if (!std::filesystem::is_regular_file(path)) throw FileError(path, "file not found");
   {
     std::ifstream f(path, std::ios::binary);
     bytes_.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-    if (!f.eof() && f.fail()) throw ModelFileError(path, "cannot read the file");
+    if (!f.eof() && f.fail()) throw FileError(path, "cannot read the file");
   }
   const Reader r(bytes_, path_);
   // The end-of-central-directory record: 22 bytes plus a comment of up to 65535 bytes.
-  if (bytes_.size() < 22) throw ModelFileError(path, "not a zip archive (too short)");
+  if (bytes_.size() < 22) throw FileError(path, "not a zip archive (too short)");
   uint64_t eocd = std::numeric_limits<uint64_t>::max();
   const uint64_t lowest = bytes_.size() > 22 + 65535 ? bytes_.size() - 22 - 65535 : 0;
   for (uint64_t at = bytes_.size() - 22 + 1; at-- > lowest;) {
@@ -67,25 +67,25 @@ ZipArchive::ZipArchive(const std::string& path) : path_(path) {
     }
   }
   if (eocd == std::numeric_limits<uint64_t>::max())
-    throw ModelFileError(path, "not a complete zip archive: no end-of-central-directory record "
+    throw FileError(path, "not a complete zip archive: no end-of-central-directory record "
                                "(the file looks truncated or damaged)");
   uint64_t count = r.u16(eocd + 10), cd_size = r.u32(eocd + 12), cd_offset = r.u32(eocd + 16);
   if ((count == 0xFFFF || cd_size == 0xFFFFFFFF || cd_offset == 0xFFFFFFFF) && eocd >= 20 &&
       r.u32(eocd - 20) == kZip64Locator) {
     const uint64_t z = r.u64(eocd - 20 + 8);
     if (r.u32(z) != kZip64EndOfCentralDir)
-      throw ModelFileError(path, "zip64 end-of-central-directory record is missing or damaged");
+      throw FileError(path, "zip64 end-of-central-directory record is missing or damaged");
     count = r.u64(z + 32);
     cd_size = r.u64(z + 40);
     cd_offset = r.u64(z + 48);
   }
   if (cd_offset > bytes_.size() || cd_size > bytes_.size() - cd_offset)
-    throw ModelFileError(path, "zip central directory lies outside the file (truncated or damaged)");
+    throw FileError(path, "zip central directory lies outside the file (truncated or damaged)");
 
   uint64_t at = cd_offset;
   for (uint64_t i = 0; i < count; ++i) {
     if (r.u32(at) != kCentralHeader)
-      throw ModelFileError(path, "zip central directory entry " + std::to_string(i) + " is damaged");
+      throw FileError(path, "zip central directory entry " + std::to_string(i) + " is damaged");
     Entry e;
     e.flags = r.u16(at + 8);
     e.method = r.u16(at + 10);
@@ -129,25 +129,25 @@ bool ZipArchive::contains(const std::string& name) const { return find(name) != 
 std::vector<char> ZipArchive::read(const std::string& name) const {
   const Entry* e = find(name);
   const std::string where = "zip entry '" + name + "'";
-  if (!e) throw ModelFileError(path_, "no " + where + " in the archive");
-  if (e->flags & 0x1) throw ModelFileError(path_, where + " is encrypted");
+  if (!e) throw FileError(path_, "no " + where + " in the archive");
+  if (e->flags & 0x1) throw FileError(path_, where + " is encrypted");
   const Reader r(bytes_, path_);
   if (r.u32(e->local_offset) != kLocalHeader)
-    throw ModelFileError(path_, where + ": local header is damaged");
+    throw FileError(path_, where + ": local header is damaged");
   const uint64_t data = e->local_offset + 30 + r.u16(e->local_offset + 26) + r.u16(e->local_offset + 28);
   if (data > bytes_.size() || e->compressed > bytes_.size() - data)
-    throw ModelFileError(path_, where + " runs past the end of the file (truncated)");
+    throw FileError(path_, where + " runs past the end of the file (truncated)");
   if (e->size >= static_cast<uint64_t>(std::numeric_limits<uInt>::max()) ||
       e->compressed > static_cast<uint64_t>(std::numeric_limits<uInt>::max()))
-    throw ModelFileError(path_, where + " is larger than 4 GiB, which kiln does not read");
+    throw FileError(path_, where + " is larger than 4 GiB, which kiln does not read");
   std::vector<char> out(static_cast<size_t>(e->size));
   const unsigned char* src = bytes_.data() + data;
   if (e->method == 0) {
-    if (e->compressed != e->size) throw ModelFileError(path_, where + ": stored sizes disagree");
+    if (e->compressed != e->size) throw FileError(path_, where + ": stored sizes disagree");
     std::copy(src, src + e->size, out.begin());
   } else if (e->method == 8) {
     z_stream z{};
-    if (inflateInit2(&z, -15) != Z_OK) throw ModelFileError(path_, "zlib cannot start inflating " + where);
+    if (inflateInit2(&z, -15) != Z_OK) throw FileError(path_, "zlib cannot start inflating " + where);
     z.next_in = const_cast<Bytef*>(src);
     z.avail_in = static_cast<uInt>(e->compressed);
     // One spare byte: inflate never sees a full output buffer, and a longer stream shows.
@@ -158,16 +158,16 @@ std::vector<char> ZipArchive::read(const std::string& name) const {
     const uint64_t produced = z.total_out;
     inflateEnd(&z);
     if (rc != Z_STREAM_END || produced != e->size)
-      throw ModelFileError(path_, where + " does not inflate to its stated " + std::to_string(e->size) +
+      throw FileError(path_, where + " does not inflate to its stated " + std::to_string(e->size) +
                                       " bytes (damaged)");
     out.resize(static_cast<size_t>(e->size));
   } else {
-    throw ModelFileError(path_, where + " uses compression method " + std::to_string(e->method) +
+    throw FileError(path_, where + " uses compression method " + std::to_string(e->method) +
                                     "; kiln reads stored (0) and deflate (8)");
   }
   const uint32_t crc = static_cast<uint32_t>(
       crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(out.data()), static_cast<uInt>(out.size())));
-  if (crc != e->crc) throw ModelFileError(path_, where + " fails its CRC-32 check (damaged)");
+  if (crc != e->crc) throw FileError(path_, where + " fails its CRC-32 check (damaged)");
   return out;
 }
 

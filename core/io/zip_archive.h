@@ -11,7 +11,7 @@ namespace kiln {
 
 class ZipArchive {
  public:
-  // Throws ModelFileError naming path when it is missing or not a complete zip archive.
+  // Throws FileError naming path when it is missing or not a complete zip archive.
   explicit ZipArchive(const std::string& path);
 
   // True when path starts with a zip signature (a local file header or an empty archive).
@@ -20,7 +20,7 @@ class ZipArchive {
   const std::string& path() const { return path_; }
   std::vector<std::string> names() const;
   bool contains(const std::string& name) const;
-  // The entry's bytes, inflated and CRC-checked. Throws ModelFileError naming the archive and
+  // The entry's bytes, inflated and CRC-checked. Throws FileError naming the archive and
   // the entry when it is missing, encrypted, compressed with another method, or damaged.
   std::vector<char> read(const std::string& name) const;
 

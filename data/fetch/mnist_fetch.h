@@ -40,14 +40,14 @@ using FetchLog = std::function<void(const std::string&)>;
 
 // dir: where MNIST should live (created if missing); log: progress lines (may be empty)
 // -> the paths of the files in dir, in the order of options.files.
-// Throws DataError naming the file when a file already in dir has the wrong SHA-256 (it is
+// Throws FileError naming the file when a file already in dir has the wrong SHA-256 (it is
 // never overwritten), and naming dir plus every route tried, and how to supply the files by
 // hand, when some file could not be obtained.
 std::vector<std::string> fetch_mnist(const std::string& dir, const FetchLog& log,
                                      const MnistFetchOptions& options = {});
 
 // path: a plain or gzip-compressed file -> SHA-256 (hex) of its uncompressed bytes. Throws
-// DataError on a missing file or a corrupt gzip stream.
+// FileError on a missing file or a corrupt gzip stream.
 std::string sha256_uncompressed(const std::string& path);
 
 }  // namespace kiln

@@ -16,9 +16,9 @@ namespace {
 class GzFile {
  public:
   explicit GzFile(const std::string& path) : path_(path) {
-    if (!std::filesystem::exists(path)) throw DataError(path, "file not found");
+    if (!std::filesystem::exists(path)) throw FileError(path, "file not found");
     file_ = gzopen(path.c_str(), "rb");
-    if (file_ == nullptr) throw DataError(path, "cannot open for reading");
+    if (file_ == nullptr) throw FileError(path, "cannot open for reading");
     gzbuffer(file_, 1 << 17);
   }
   ~GzFile() {
@@ -50,7 +50,7 @@ class GzFile {
   [[noreturn]] void fail() {
     int err = Z_OK;
     const char* msg = gzerror(file_, &err);
-    throw DataError(path_, std::string("corrupt or truncated gzip data (zlib: ") +
+    throw FileError(path_, std::string("corrupt or truncated gzip data (zlib: ") +
                                (msg != nullptr ? msg : "unknown error") + ")");
   }
 
@@ -89,23 +89,23 @@ IdxContents read_idx(const std::string& path, uint8_t want_rank, const char* wha
   uint8_t magic[4];
   const size_t got_magic = f.read(magic, 4);
   if (got_magic < 4) {
-    throw DataError(path, "file is " + std::to_string(got_magic) +
+    throw FileError(path, "file is " + std::to_string(got_magic) +
                               " bytes long, too short for an IDX header (expected IDX " +
                               what + ", magic " + hex32(want_magic) + ")");
   }
   const uint32_t found_magic = (uint32_t(magic[0]) << 24) | (uint32_t(magic[1]) << 16) |
                                (uint32_t(magic[2]) << 8) | magic[3];
   if (magic[0] != 0 || magic[1] != 0) {
-    throw DataError(path, "magic " + hex32(found_magic) + " but expected " + hex32(want_magic) +
+    throw FileError(path, "magic " + hex32(found_magic) + " but expected " + hex32(want_magic) +
                               " (IDX " + what + "): not an IDX file");
   }
   if (magic[2] != 0x08) {
-    throw DataError(path, "magic " + hex32(found_magic) + " says " + idx_type_name(magic[2]) +
+    throw FileError(path, "magic " + hex32(found_magic) + " says " + idx_type_name(magic[2]) +
                               " values but expected " + hex32(want_magic) + " (uint8 " + what +
                               ")");
   }
   if (magic[3] != want_rank) {
-    throw DataError(path, "magic " + hex32(found_magic) + " says rank " +
+    throw FileError(path, "magic " + hex32(found_magic) + " says rank " +
                               std::to_string(magic[3]) + " but expected " + hex32(want_magic) +
                               " (" + what + ", rank " + std::to_string(want_rank) + ")");
   }
@@ -114,16 +114,16 @@ IdxContents read_idx(const std::string& path, uint8_t want_rank, const char* wha
   uint64_t total = 1;
   for (int i = 0; i < want_rank; ++i) {
     uint8_t b[4];
-    if (f.read(b, 4) < 4) throw DataError(path, "IDX header cut off in the extents");
+    if (f.read(b, 4) < 4) throw FileError(path, "IDX header cut off in the extents");
     const uint32_t d = (uint32_t(b[0]) << 24) | (uint32_t(b[1]) << 16) | (uint32_t(b[2]) << 8) | b[3];
     if (d == 0 && i > 0) {
-      throw DataError(path, "extent " + std::to_string(i) + " is 0; an " + what +
+      throw FileError(path, "extent " + std::to_string(i) + " is 0; an " + what +
                                 " file needs positive sizes");
     }
     out.dims.push_back(d);
     // 2^32 per extent: a product above 2^60 would overflow; no real file comes near that.
     if (d != 0 && total > (uint64_t(1) << 60) / d) {
-      throw DataError(path, "IDX header claims an impossibly large payload");
+      throw FileError(path, "IDX header claims an impossibly large payload");
     }
     total *= d;
   }
@@ -143,7 +143,7 @@ IdxContents read_idx(const std::string& path, uint8_t want_rank, const char* wha
         if (i > 0) shape += ",";
         shape += std::to_string(out.dims[i]);
       }
-      throw DataError(path, "truncated: header says (" + shape + ") = " + std::to_string(total) +
+      throw FileError(path, "truncated: header says (" + shape + ") = " + std::to_string(total) +
                                 " bytes of " + what + " but only " + std::to_string(have) +
                                 " follow the header");
     }
@@ -151,7 +151,7 @@ IdxContents read_idx(const std::string& path, uint8_t want_rank, const char* wha
   uint8_t extra[256];
   const size_t trailing = f.read(extra, sizeof extra);
   if (trailing > 0) {
-    throw DataError(path, "trailing bytes: " + std::to_string(trailing) +
+    throw FileError(path, "trailing bytes: " + std::to_string(trailing) +
                               (trailing == sizeof extra ? " or more" : "") +
                               " bytes after the " + std::to_string(total) +
                               " the header describes (expected the file to end there)");
@@ -189,7 +189,7 @@ std::string find_data_file(const std::string& dir, const std::vector<std::string
     if (!list.empty()) list += ", ";
     list += name;
   }
-  throw DataError(dir, "no " + what + " found; looked for " + list);
+  throw FileError(dir, "no " + what + " found; looked for " + list);
 }
 
 ImageSet load_mnist(const std::string& dir, const std::string& prefix) {
@@ -206,7 +206,7 @@ ImageSet load_mnist(const std::string& dir, const std::string& prefix) {
   ImageSet set = read_idx_images(images_path);
   set.labels = read_idx_labels(labels_path);
   if (static_cast<int64_t>(set.labels.size()) != set.n) {
-    throw DataError(labels_path, "holds " + std::to_string(set.labels.size()) +
+    throw FileError(labels_path, "holds " + std::to_string(set.labels.size()) +
                                      " labels but " + images_path + " holds " +
                                      std::to_string(set.n) + " images (expected equal counts)");
   }

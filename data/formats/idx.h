@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "core/io/file_error.h"  // DataError
+#include "core/io/file_error.h"  // FileError
 #include "data/image_set.h"
 
 namespace kiln {
@@ -24,11 +24,11 @@ std::vector<int32_t> read_idx_labels(const std::string& path);
 
 // dir holding <prefix>-images-idx3-ubyte[.gz] and <prefix>-labels-idx1-ubyte[.gz]
 // (prefix "train" or "t10k"; the "-images.idx3-ubyte" spelling is also accepted)
-// -> ImageSet [N,28,28,1] with N labels. Throws DataError if a file is missing (listing the
+// -> ImageSet [N,28,28,1] with N labels. Throws FileError if a file is missing (listing the
 // names looked for) or the image and label counts differ.
 ImageSet load_mnist(const std::string& dir, const std::string& prefix);
 
-// The path of the first of `candidates` (file names) that exists in dir. Throws DataError
+// The path of the first of `candidates` (file names) that exists in dir. Throws FileError
 // naming dir and every candidate when none does.
 std::string find_data_file(const std::string& dir, const std::vector<std::string>& candidates,
                            const std::string& what);

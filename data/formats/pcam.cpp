@@ -7,6 +7,8 @@
 #include <optional>
 #include <vector>
 
+#include "core/io/h5_io.h"
+
 namespace kiln {
 namespace {
 
@@ -49,34 +51,10 @@ std::vector<hsize_t> dataset_dims(const H5::DataSet& ds) {
   return dims;
 }
 
-H5::H5File open_h5(const std::string& path, const std::string& expect) {
-  if (!fs::is_regular_file(path)) throw DataError(path, "file not found");
-  bool is_h5 = false;
-  try {
-    is_h5 = H5::H5File::isHdf5(path);
-  } catch (const H5::Exception&) {
-    is_h5 = false;
-  }
-  if (!is_h5) {
-    std::string hint;
-    if (path.size() > 3 && path.substr(path.size() - 3) == ".gz") {
-      hint = " (a .h5.gz download must be gunzipped first)";
-    }
-    throw DataError(path, "not an HDF5 file" + hint + "; expected " + expect);
-  }
-  try {
-    return H5::H5File(path, H5F_ACC_RDONLY);
-  } catch (const H5::Exception& e) {
-    // isHdf5 only checks the signature; a file cut short passes it and fails here.
-    throw DataError(path, "HDF5 cannot open it (" + e.getDetailMsg() +
-                              "): the file looks truncated or damaged; expected " + expect);
-  }
-}
-
 H5::DataSet open_dataset(const H5::H5File& file, const std::string& path, const std::string& name,
                          const std::string& expect) {
   if (!file.nameExists(name)) {
-    throw DataError(path, "no dataset '" + name + "' (expected " + expect + ")");
+    throw FileError(path, "no dataset '" + name + "' (expected " + expect + ")");
   }
   return file.openDataSet(name);
 }
@@ -122,7 +100,7 @@ PcamFiles find_pcam_files(const std::string& dir, const std::string& split) {
   }
   std::string hint;
   if (fs::exists(d / (stem + "_x.h5.gz"))) hint = " (found " + stem + "_x.h5.gz: gunzip it first)";
-  throw DataError(dir, "no PCam '" + split + "' split: looked for " + list +
+  throw FileError(dir, "no PCam '" + split + "' split: looked for " + list +
                            " (course or original layout)" + hint);
 }
 
@@ -151,11 +129,11 @@ PcamReader::PcamReader(const PcamFiles& files, int64_t crop, bool labels_require
   m.files = files;
   std::string current = files.x_path;  // the file an HDF5 exception is about
   try {
-    m.x_file.emplace(open_h5(files.x_path, kExpectX));
+    m.x_file.emplace(h5::open_file(files.x_path, kExpectX));
     m.x = open_dataset(*m.x_file, files.x_path, "x", kExpectX);
     const std::vector<hsize_t> dims = dataset_dims(m.x);
     if (dims.size() != 4 || !is_uint8(m.x) || dims[1] == 0 || dims[2] == 0 || dims[3] == 0) {
-      throw DataError(files.x_path, "dataset 'x' has shape " + dims_str(dims) + " " +
+      throw FileError(files.x_path, "dataset 'x' has shape " + dims_str(dims) + " " +
                                         type_str(m.x) + " but expected (N,H,W,C) uint8");
     }
     m.n = static_cast<int64_t>(dims[0]);
@@ -163,7 +141,7 @@ PcamReader::PcamReader(const PcamFiles& files, int64_t crop, bool labels_require
     m.stored_w = static_cast<int64_t>(dims[2]);
     m.c = static_cast<int64_t>(dims[3]);
     if (crop < 0 || crop > std::min(m.stored_h, m.stored_w)) {
-      throw DataError(files.x_path, "centre crop " + std::to_string(crop) +
+      throw FileError(files.x_path, "centre crop " + std::to_string(crop) +
                                         " does not fit the stored " + std::to_string(m.stored_h) +
                                         "x" + std::to_string(m.stored_w) +
                                         " images (expected 0 < crop <= stored size, 0 = none)");
@@ -181,16 +159,16 @@ PcamReader::PcamReader(const PcamFiles& files, int64_t crop, bool labels_require
 
     if (files.y_path.empty()) {
       if (labels_required) {
-        throw DataError(files.x_path, "no label file for this split (expected " +
+        throw FileError(files.x_path, "no label file for this split (expected " +
                                           std::string(kExpectY) + ")");
       }
       return;
     }
     current = files.y_path;
-    H5::H5File y_file = files.y_path == files.x_path ? *m.x_file : open_h5(files.y_path, kExpectY);
+    H5::H5File y_file = files.y_path == files.x_path ? *m.x_file : h5::open_file(files.y_path, kExpectY);
     if (!y_file.nameExists("y")) {
       if (labels_required || files.y_path != files.x_path) {
-        throw DataError(files.y_path, std::string("no dataset 'y' (expected ") + kExpectY + ")");
+        throw FileError(files.y_path, std::string("no dataset 'y' (expected ") + kExpectY + ")");
       }
       return;  // course test_x.h5: images only
     }
@@ -199,11 +177,11 @@ PcamReader::PcamReader(const PcamFiles& files, int64_t crop, bool labels_require
     bool shape_ok = !ydims.empty() && y.getTypeClass() == H5T_INTEGER;
     for (size_t i = 1; i < ydims.size(); ++i) shape_ok = shape_ok && ydims[i] == 1;
     if (!shape_ok) {
-      throw DataError(files.y_path, "dataset 'y' has shape " + dims_str(ydims) + " " +
+      throw FileError(files.y_path, "dataset 'y' has shape " + dims_str(ydims) + " " +
                                         type_str(y) + " but expected (N,) or (N,1,1,1) integer");
     }
     if (static_cast<int64_t>(ydims[0]) != m.n) {
-      throw DataError(files.y_path, "dataset 'y' has " + std::to_string(ydims[0]) +
+      throw FileError(files.y_path, "dataset 'y' has " + std::to_string(ydims[0]) +
                                         " labels but dataset 'x' in " + files.x_path + " has " +
                                         std::to_string(m.n) +
                                         " images (expected one label per image)");
@@ -213,14 +191,14 @@ PcamReader::PcamReader(const PcamFiles& files, int64_t crop, bool labels_require
     if (m.n > 0) y.read(m.labels.data(), H5::PredType::NATIVE_INT32);
     for (int64_t i = 0; i < m.n; ++i) {
       if (m.labels[i] < 0) {
-        throw DataError(files.y_path, "dataset 'y' row " + std::to_string(i) + " holds label " +
+        throw FileError(files.y_path, "dataset 'y' row " + std::to_string(i) + " holds label " +
                                           std::to_string(m.labels[i]) +
                                           " (expected class indices >= 0)");
       }
     }
     m.has_labels = true;
   } catch (const H5::Exception& e) {
-    throw DataError(current, "HDF5 error in " + e.getFuncName() + ": " + e.getDetailMsg());
+    throw FileError(current, "HDF5 error in " + e.getFuncName() + ": " + e.getDetailMsg());
   }
 }
 
@@ -241,12 +219,12 @@ const PcamFiles& PcamReader::files() const { return impl_->files; }
 void PcamReader::read(int64_t begin, int64_t end, uint8_t* pixels, int32_t* labels) const {
   const Impl& m = *impl_;
   if (begin < 0 || end < begin || end > m.n) {
-    throw DataError(m.files.x_path, "read of rows [" + std::to_string(begin) + ", " +
+    throw FileError(m.files.x_path, "read of rows [" + std::to_string(begin) + ", " +
                                         std::to_string(end) + ") outside the " +
                                         std::to_string(m.n) + " stored images");
   }
   if (labels != nullptr && !m.has_labels) {
-    throw DataError(m.files.x_path, "labels asked for, but this split has none");
+    throw FileError(m.files.x_path, "labels asked for, but this split has none");
   }
   const int64_t rows = end - begin;
   if (rows == 0) return;
@@ -259,7 +237,7 @@ void PcamReader::read(int64_t begin, int64_t end, uint8_t* pixels, int32_t* labe
     const H5::DataSpace mem_space(4, count);
     m.x.read(pixels, H5::PredType::NATIVE_UINT8, mem_space, file_space);
   } catch (const H5::Exception& e) {
-    throw DataError(m.files.x_path, "HDF5 error reading dataset 'x' rows [" +
+    throw FileError(m.files.x_path, "HDF5 error reading dataset 'x' rows [" +
                                         std::to_string(begin) + ", " + std::to_string(end) +
                                         ") in " + e.getFuncName() + ": " + e.getDetailMsg());
   }

@@ -16,7 +16,7 @@
 #include <memory>
 #include <string>
 
-#include "core/io/file_error.h"  // DataError
+#include "core/io/file_error.h"  // FileError
 #include "data/image_set.h"
 
 namespace kiln {
@@ -33,7 +33,7 @@ struct PcamFiles {
 };
 
 // dir, split "train" | "valid" | "test" -> the files of that split. The course layout wins
-// when both are present. Throws DataError naming dir and every file name looked for.
+// when both are present. Throws FileError naming dir and every file name looked for.
 PcamFiles find_pcam_files(const std::string& dir, const std::string& split);
 
 class PcamReader {
@@ -60,7 +60,7 @@ class PcamReader {
   const PcamFiles& files() const;
 
   // rows [begin, end) -> pixels: (end-begin)*row_size() bytes, NHWC; labels: end-begin values
-  // (may be null; must be null when !has_labels()). Throws DataError if the range is out of
+  // (may be null; must be null when !has_labels()). Throws FileError if the range is out of
   // [0, count()] or HDF5 fails.
   void read(int64_t begin, int64_t end, uint8_t* pixels, int32_t* labels) const;
 

@@ -69,7 +69,7 @@ json describe(const Module& m, const std::string& name, const std::string& path)
   } else if (auto* a = dynamic_cast<const ActivationLayer*>(&m)) {
     j.update({{"type", "Activation"}, {"activation", activation_name(a->activation())}});
   } else {
-    throw ModelFileError(path, "cannot save module '" + name + "' of type " + m.type_name() +
+    throw FileError(path, "cannot save module '" + name + "' of type " + m.type_name() +
                                    ": kiln's model format describes " + kKnownTypes);
   }
   return j;
@@ -112,7 +112,7 @@ std::shared_ptr<Module> build(const json& j, const std::string& path) {
   if (type == "Permute") return std::make_shared<Permute>(j.at("dims").get<std::vector<int64_t>>());
   if (type == "Activation")
     return std::make_shared<ActivationLayer>(parse_activation(j.at("activation").get<std::string>()));
-  throw ModelFileError(path, "the architecture has a module '" + j.value("name", "?") + "' of type '" + type +
+  throw FileError(path, "the architecture has a module '" + j.value("name", "?") + "' of type '" + type +
                                  "', which this kiln does not know (it knows " + kKnownTypes + ")");
 }
 
@@ -130,7 +130,7 @@ void check_model_runs(const Module& model, const Shape& input_shape, const std::
     m.forward(Tensor::zeros(batch));
   } catch (const std::invalid_argument& e) {
     m.train(was_training);
-    throw ModelFileError(path, "the model does not run on input " + shape_str(input_shape) + ": " + e.what());
+    throw FileError(path, "the model does not run on input " + shape_str(input_shape) + ": " + e.what());
   }
   m.train(was_training);
 }
@@ -153,19 +153,19 @@ LoadedModel load_kiln_model(const std::string& path) {
   try {
     H5::H5File f = h5::open_file(path);
     if (!h5::has_attr(f, "kiln_format") || h5::read_string(f, "kiln_format", path) != kFormatTag)
-      throw ModelFileError(path, "not a kiln model file (attribute kiln_format is not '" + std::string(kFormatTag) + "')");
+      throw FileError(path, "not a kiln model file (attribute kiln_format is not '" + std::string(kFormatTag) + "')");
     if (!h5::has_attr(f, "version"))
-      throw ModelFileError(path, "kiln model file without a 'version' attribute; this kiln reads version " +
+      throw FileError(path, "kiln model file without a 'version' attribute; this kiln reads version " +
                                      std::to_string(kModelFileVersion));
     const int64_t version = h5::read_int(f, "version", path);
     if (version != kModelFileVersion)
-      throw ModelFileError(path, "kiln model file version " + std::to_string(version) + "; this kiln reads version " +
+      throw FileError(path, "kiln model file version " + std::to_string(version) + "; this kiln reads version " +
                                      std::to_string(kModelFileVersion));
     json arch;
     try {
       arch = json::parse(h5::read_string(f, "architecture", path));
     } catch (const json::exception& e) {
-      throw ModelFileError(path, std::string("the architecture attribute is not valid JSON: ") + e.what());
+      throw FileError(path, std::string("the architecture attribute is not valid JSON: ") + e.what());
     }
     LoadedModel m;
     m.format = "kiln";
@@ -179,27 +179,27 @@ LoadedModel load_kiln_model(const std::string& path) {
         m.model->add(root, arch.at("model").at("name").get<std::string>());
       }
     } catch (const json::exception& e) {
-      throw ModelFileError(path, std::string("the architecture is malformed: ") + e.what());
+      throw FileError(path, std::string("the architecture is malformed: ") + e.what());
     } catch (const std::invalid_argument& e) {
-      throw ModelFileError(path, std::string("the architecture describes a module kiln cannot build: ") + e.what());
+      throw FileError(path, std::string("the architecture describes a module kiln cannot build: ") + e.what());
     }
     // Every parameter and buffer from its dataset, and no dataset left over.
     for (const char* group : {"parameters", "buffers"}) {
       const NamedTensors tensors = std::string(group) == "parameters" ? m.model->named_parameters()
                                                                      : m.model->named_buffers();
-      if (!f.nameExists(group)) throw ModelFileError(path, std::string("no /") + group + " group");
+      if (!f.nameExists(group)) throw FileError(path, std::string("no /") + group + " group");
       const H5::Group g = f.openGroup(group);
       for (const auto& [n, t] : tensors) {
-        if (!g.nameExists(n)) throw ModelFileError(path, std::string("no dataset /") + group + "/" + n);
+        if (!g.nameExists(n)) throw FileError(path, std::string("no dataset /") + group + "/" + n);
         const Tensor v = h5::read_tensor(g.openDataSet(n), path, std::string("/") + group + "/" + n);
         if (v.shape() != t.shape())
-          throw ModelFileError(path, std::string("/") + group + "/" + n + " has shape " + shape_str(v.shape()) +
+          throw FileError(path, std::string("/") + group + "/" + n + " has shape " + shape_str(v.shape()) +
                                          ", the architecture needs " + shape_str(t.shape()));
         Tensor target = t;
         target.copy_(v);
       }
       if (g.getNumObjs() != tensors.size())
-        throw ModelFileError(path, std::string("/") + group + " holds " + std::to_string(g.getNumObjs()) +
+        throw FileError(path, std::string("/") + group + " holds " + std::to_string(g.getNumObjs()) +
                                        " entries, the architecture has " + std::to_string(tensors.size()));
     }
     m.model->eval();
@@ -210,10 +210,10 @@ LoadedModel load_kiln_model(const std::string& path) {
 }
 
 LoadedModel load_model(const std::string& path) {
-  if (!std::filesystem::exists(path)) throw ModelFileError(path, "file not found");
+  if (!std::filesystem::exists(path)) throw FileError(path, "file not found");
   if (ZipArchive::looks_like_zip(path)) return import_keras(path);
   if (!h5::is_hdf5(path))
-    throw ModelFileError(path, "not a model file kiln reads: neither HDF5 (a kiln model or a Keras .h5) "
+    throw FileError(path, "not a model file kiln reads: neither HDF5 (a kiln model or a Keras .h5) "
                                "nor a zip archive (a Keras .keras)");
   bool kiln_file = false;
   {

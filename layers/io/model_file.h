@@ -14,7 +14,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "core/io/file_error.h"  // ModelFileError
+#include "core/io/file_error.h"  // FileError
 #include "layers/sequential.h"
 
 namespace kiln {
@@ -39,13 +39,13 @@ constexpr int kModelFileVersion = 1;
 LoadedModel load_model(const std::string& path);
 
 // Writes model (fed one example of shape input_shape) as a kiln model file, atomically.
-// Throws ModelFileError when the model holds a module kiln's format cannot describe or does
+// Throws FileError when the model holds a module kiln's format cannot describe or does
 // not run on input_shape.
 void save_model(const std::string& path, const Module& model, const Shape& input_shape,
                 const std::string& name = "model");
 
 // Runs model (in eval mode, restored after) on one zero example of input_shape, so a writer
-// can refuse a model that does not run on it before writing anything. Throws ModelFileError
+// can refuse a model that does not run on it before writing anything. Throws FileError
 // naming path.
 void check_model_runs(const Module& model, const Shape& input_shape, const std::string& path);
 

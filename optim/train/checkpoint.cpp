@@ -48,7 +48,7 @@ NamedGenerators all_generators(Module& model, const NamedGenerators& extra) {
 }
 
 NamedTensors read_group(const H5::H5File& f, const std::string& group, const std::string& path) {
-  if (!f.nameExists(group)) throw ModelFileError(path, "checkpoint without a /" + group + " group");
+  if (!f.nameExists(group)) throw FileError(path, "checkpoint without a /" + group + " group");
   const H5::Group g = f.openGroup(group);
   NamedTensors out;
   for (hsize_t i = 0; i < g.getNumObjs(); ++i) {
@@ -66,13 +66,13 @@ void check_match(const NamedTensors& stored, const NamedTensors& live, const std
   for (const auto& [n, t] : live) {
     const auto it = by_name.find(n);
     if (it == by_name.end())
-      throw ModelFileError(path, "the checkpoint has no " + what + " '" + n + "': it was written for another model");
+      throw FileError(path, "the checkpoint has no " + what + " '" + n + "': it was written for another model");
     if (it->second->shape() != t.shape())
-      throw ModelFileError(path, what + " '" + n + "' is " + shape_str(it->second->shape()) +
+      throw FileError(path, what + " '" + n + "' is " + shape_str(it->second->shape()) +
                                      " in the checkpoint but " + shape_str(t.shape()) + " in this model");
   }
   if (stored.size() != live.size())
-    throw ModelFileError(path, "the checkpoint holds " + std::to_string(stored.size()) + " " + what + "s, this model " +
+    throw FileError(path, "the checkpoint holds " + std::to_string(stored.size()) + " " + what + "s, this model " +
                                    std::to_string(live.size()) + ": it was written for another model");
 }
 
@@ -113,10 +113,10 @@ Checkpoint read_checkpoint(const std::string& path) {
   try {
     H5::H5File f = h5::open_file(path);
     if (!h5::has_attr(f, "kiln_format") || h5::read_string(f, "kiln_format", path) != kFormatTag)
-      throw ModelFileError(path, "not a kiln checkpoint (attribute kiln_format is not '" + std::string(kFormatTag) + "')");
+      throw FileError(path, "not a kiln checkpoint (attribute kiln_format is not '" + std::string(kFormatTag) + "')");
     const int64_t version = h5::has_attr(f, "version") ? h5::read_int(f, "version", path) : -1;
     if (version != kCheckpointVersion)
-      throw ModelFileError(path, "checkpoint version " + std::to_string(version) + "; this kiln reads version " +
+      throw FileError(path, "checkpoint version " + std::to_string(version) + "; this kiln reads version " +
                                      std::to_string(kCheckpointVersion));
     Checkpoint c;
     c.epochs_done = h5::read_int(f, "epochs_done", path);
@@ -126,10 +126,10 @@ Checkpoint read_checkpoint(const std::string& path) {
       for (const auto& [name, state] : generators.items())
         c.generators.push_back({name, state.at(0).get<uint64_t>(), state.at(1).get<uint64_t>()});
     } catch (const json::exception& e) {
-      throw ModelFileError(path, std::string("a checkpoint attribute is malformed: ") + e.what());
+      throw FileError(path, std::string("a checkpoint attribute is malformed: ") + e.what());
     }
     if (c.epochs_done < 0 || static_cast<int64_t>(c.history.epochs.size()) != c.epochs_done)
-      throw ModelFileError(path, "epochs_done is " + std::to_string(c.epochs_done) + " but the history holds " +
+      throw FileError(path, "epochs_done is " + std::to_string(c.epochs_done) + " but the history holds " +
                                      std::to_string(c.history.epochs.size()) + " epochs");
     c.note = h5::read_string(f, "note", path);
     c.parameters = read_group(f, "parameters", path);
@@ -150,14 +150,14 @@ void restore_checkpoint(const Checkpoint& c, const std::string& path, Module& mo
   std::map<std::string, const GeneratorState*> stored;
   for (const GeneratorState& g : c.generators) stored[g.name] = &g;
   for (const auto& [name, g] : generators)
-    if (!stored.count(name)) throw ModelFileError(path, "the checkpoint has no random stream '" + name + "'");
+    if (!stored.count(name)) throw FileError(path, "the checkpoint has no random stream '" + name + "'");
   if (stored.size() != generators.size())
-    throw ModelFileError(path, "the checkpoint holds " + std::to_string(stored.size()) + " random streams, this run " +
+    throw FileError(path, "the checkpoint holds " + std::to_string(stored.size()) + " random streams, this run " +
                                    std::to_string(generators.size()));
   try {
     optimizer.load_state(c.optimizer);  // checks every entry before writing any
   } catch (const std::invalid_argument& e) {
-    throw ModelFileError(path, std::string("the optimizer state does not fit: ") + e.what());
+    throw FileError(path, std::string("the optimizer state does not fit: ") + e.what());
   }
   copy_into(c.parameters, params);
   copy_into(c.buffers, buffers);

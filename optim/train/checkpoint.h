@@ -47,19 +47,19 @@ struct Checkpoint {
 // "fit.augmentation").
 using NamedGenerators = std::vector<std::pair<std::string, Generator*>>;
 
-// Writes the state atomically (see above). Throws ModelFileError naming path on failure; an
+// Writes the state atomically (see above). Throws FileError naming path on failure; an
 // existing checkpoint at path is then left as it was.
 void save_checkpoint(const std::string& path, Module& model, const Optimizer& optimizer,
                      const NamedGenerators& extra_generators, int64_t epochs_done,
                      const History& history, const std::string& note = "");
 
-// Reads a checkpoint file; throws ModelFileError naming the file and what is wrong (not a
+// Reads a checkpoint file; throws FileError naming the file and what is wrong (not a
 // checkpoint, another version, damaged, a malformed attribute).
 Checkpoint read_checkpoint(const std::string& path);
 
 // Puts a checkpoint's state into model, optimizer and the generators. Everything is checked
 // first (every name present, shapes equal, nothing left over), so a checkpoint of another
-// model changes nothing and throws ModelFileError naming path and the first mismatch.
+// model changes nothing and throws FileError naming path and the first mismatch.
 void restore_checkpoint(const Checkpoint& c, const std::string& path, Module& model,
                         Optimizer& optimizer, const NamedGenerators& extra_generators);
 

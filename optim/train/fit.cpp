@@ -5,11 +5,11 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <stdexcept>
 
 #include "core/autograd.h"
+#include "core/io/write_atomically.h"
 #include "core/ops/ops.h"
 #include "core/runtime/random.h"
 #include "data/augment/augment.h"
@@ -119,10 +119,10 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
   if (o.resume && !o.checkpoint_path.empty() && std::filesystem::exists(o.checkpoint_path)) {
     const Checkpoint c = read_checkpoint(o.checkpoint_path);
     if (c.epochs_done > o.epochs)
-      throw ModelFileError(o.checkpoint_path, "the checkpoint is after epoch " + std::to_string(c.epochs_done) +
+      throw FileError(o.checkpoint_path, "the checkpoint is after epoch " + std::to_string(c.epochs_done) +
                                                   " but this run has only " + std::to_string(o.epochs) + " epochs");
     if (c.history.has_auc != o.auc)
-      throw ModelFileError(o.checkpoint_path, "the checkpoint's history was recorded with a different AUC setting");
+      throw FileError(o.checkpoint_path, "the checkpoint's history was recorded with a different AUC setting");
     restore_checkpoint(c, o.checkpoint_path, model, optimizer, fit_generators);
     history = c.history;
     first_epoch = c.epochs_done;
@@ -296,10 +296,7 @@ Tensor predict(Module& model, const Tensor& x, int64_t batch_size) {
 }
 
 void History::write_csv(const std::string& path) const {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp);
-    if (!f) throw std::runtime_error(path + ": cannot open for writing");
+  write_stream_atomically(path, [&](std::ostream& f) {
     f << "epoch,loss,accuracy" << (has_auc ? ",auc" : "") << ",val_loss,val_accuracy"
       << (has_auc ? ",val_auc" : "") << ",seconds\n";
     char buf[64];
@@ -314,9 +311,7 @@ void History::write_csv(const std::string& path) const {
       if (has_auc) f << "," << (e.validated ? num(e.val_auc) : "");
       f << "," << num(e.seconds) << "\n";
     }
-    if (!f.flush()) throw std::runtime_error(path + ": write failed");
-  }
-  std::filesystem::rename(tmp, path);
+  });
 }
 
 }  // namespace kiln

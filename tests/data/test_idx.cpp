@@ -67,10 +67,10 @@ std::vector<uint8_t> idx_bytes(uint8_t type, const std::vector<uint32_t>& dims,
 std::string error_of(const std::function<void()>& fn) {
   try {
     fn();
-  } catch (const DataError& e) {
+  } catch (const FileError& e) {
     return e.what();
   }
-  return "(no DataError thrown)";
+  return "(no FileError thrown)";
 }
 
 // ---------------------------------------------------------------- reading the real slice
@@ -308,7 +308,7 @@ TEST(MnistFetch, BadSourceFileIsNamedAndNotInstalled) {
   std::string e;
   try {
     fetch_mnist(dest.str(), nullptr, o);
-  } catch (const DataError& err) {
+  } catch (const FileError& err) {
     e = err.what();
   }
   EXPECT_NE(e.find(src.file("train-labels-idx1-ubyte.gz")), std::string::npos) << e;

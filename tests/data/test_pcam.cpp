@@ -62,10 +62,10 @@ void write_dataset(const std::string& path, const std::string& name, std::vector
 std::string error_of(const std::function<void()>& fn) {
   try {
     fn();
-  } catch (const DataError& e) {
+  } catch (const FileError& e) {
     return e.what();
   }
-  return "(no DataError thrown)";
+  return "(no FileError thrown)";
 }
 
 // A rejection must say what it says through the exception alone: HDF5's own error stack
@@ -288,8 +288,8 @@ TEST(PcamRejects, CropLargerThanStored) {
 TEST(PcamRejects, ReadOutOfRange) {
   const PcamReader r(kSlice, "valid", 32);
   std::vector<uint8_t> px(static_cast<size_t>(2 * r.row_size()));
-  EXPECT_THROW(r.read(299, 301, px.data(), nullptr), DataError);
-  EXPECT_THROW(r.read(-1, 1, px.data(), nullptr), DataError);
+  EXPECT_THROW(r.read(299, 301, px.data(), nullptr), FileError);
+  EXPECT_THROW(r.read(-1, 1, px.data(), nullptr), FileError);
 }
 
 TEST(PcamRejects, TruncatedFile) {

@@ -176,12 +176,12 @@ TEST(KerasExport, UnsupportedModuleAndWrongInputAreRefused) {
   try {
     export_keras(dir + "/custom.h5", s, {4});
     FAIL() << "expected an error";
-  } catch (const ModelFileError& e) {
+  } catch (const FileError& e) {
     EXPECT_NE(std::string(e.what()).find("cannot export module 'mine' of type Custom"), std::string::npos) << e.what();
   }
   manual_seed(1);
   auto task1 = task1_model();
-  EXPECT_THROW(export_keras(dir + "/bad.h5", *task1, {32, 32, 3}), ModelFileError);
+  EXPECT_THROW(export_keras(dir + "/bad.h5", *task1, {32, 32, 3}), FileError);
   EXPECT_FALSE(fs::exists(dir + "/bad.h5"));
   EXPECT_FALSE(fs::exists(dir + "/custom.h5"));
 }

@@ -61,17 +61,17 @@ Tensor expected_outputs(const std::string& model) {
   return h5::read_tensor(f.openDataSet(model), kExpected, model);
 }
 
-// what() of the ModelFileError that f throws, or a failure.
+// what() of the FileError that f throws, or a failure.
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
-  } catch (const ModelFileError& e) {
+  } catch (const FileError& e) {
     return e.what();
   } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw something other than ModelFileError: " << e.what();
+    ADD_FAILURE() << "threw something other than FileError: " << e.what();
     return e.what();
   }
-  ADD_FAILURE() << "expected a ModelFileError";
+  ADD_FAILURE() << "expected a FileError";
   return "";
 }
 

@@ -66,10 +66,10 @@ void scramble(Module& m, uint64_t seed) {
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
-  } catch (const ModelFileError& e) {
+  } catch (const FileError& e) {
     return e.what();
   }
-  ADD_FAILURE() << "expected a ModelFileError";
+  ADD_FAILURE() << "expected a FileError";
   return "";
 }
 
@@ -188,7 +188,7 @@ TEST(ModelFile, WritesAtomically) {
   bad.add(std::make_shared<Custom>(), "mine");
   EXPECT_MENTIONS(error_of([&] { save_model(path, bad, {3}); }), "cannot save module 'mine' of type Custom");
   // A failure while writing leaves neither a temporary file nor a damaged target behind.
-  EXPECT_THROW(save_model(dir + "/no/such/dir/m.h5", *model, {28, 28, 1}), ModelFileError);
+  EXPECT_THROW(save_model(dir + "/no/such/dir/m.h5", *model, {28, 28, 1}), FileError);
   std::vector<std::string> left;
   for (const auto& e : fs::directory_iterator(dir)) left.push_back(e.path().filename().string());
   EXPECT_EQ(left, std::vector<std::string>{"m.h5"});

@@ -156,7 +156,7 @@ TEST(Checkpoint, AnotherModelIsRefusedAndLeftUntouched) {
   try {
     fit(*other, adam, train, {.epochs = 2, .batch_size = 16, .quiet = true, .checkpoint_path = path, .resume = true});
     FAIL() << "resumed a Task 2 checkpoint into the Task 1 model";
-  } catch (const ModelFileError& e) {
+  } catch (const FileError& e) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("another model"), std::string::npos) << e.what();
   }
@@ -185,7 +185,7 @@ TEST(Checkpoint, DamagedFilesNameTheFile) {
     try {
       read_checkpoint(path);
       ADD_FAILURE() << path << " was read as a checkpoint";
-    } catch (const ModelFileError& e) {
+    } catch (const FileError& e) {
       EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
     }
   }

@@ -107,7 +107,7 @@ json layer_config(const Module& m, const std::string& name, const std::string& p
     c["activation"] = activation_name(a->activation());
     return {{"class_name", "Activation"}, {"config", c}};
   }
-  throw ModelFileError(path, "cannot export module '" + name + "' of type " + m.type_name() +
+  throw FileError(path, "cannot export module '" + name + "' of type " + m.type_name() +
                                  " to Keras; kiln exports Sequential, Conv2D, Dense, BatchNormalization, "
                                  "Dropout, MaxPooling2D, AveragePooling2D, Flatten, Reshape, Permute and "
                                  "activation layers");

@@ -27,7 +27,7 @@ constexpr const char* kKerasExportVersion = "2.13.1";
 // Writes model, fed examples of shape input_shape ([H,W,C] or [features]), as a Keras legacy
 // HDF5 model file at path (written under a temporary name, then renamed). Supports Sequential,
 // Conv2D, Dense, BatchNorm2d, Dropout, MaxPool2D, AvgPool2D, Flatten, Reshape, Permute and
-// activation layers; anything else throws ModelFileError naming the module.
+// activation layers; anything else throws FileError naming the module.
 void export_keras(const std::string& path, const Module& model, const Shape& input_shape,
                   const std::string& name = "sequential");
 

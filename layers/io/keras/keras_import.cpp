@@ -95,7 +95,7 @@ class Importer {
  public:
   explicit Importer(std::string path) : path_(std::move(path)) {}
 
-  [[noreturn]] void fail(const std::string& message) const { throw ModelFileError(path_, message); }
+  [[noreturn]] void fail(const std::string& message) const { throw FileError(path_, message); }
 
   // Builds the whole model from its config; returns the kiln model and fills input_shape.
   std::shared_ptr<Sequential> build(const json& model_config, Shape& input_shape, std::string& name,
@@ -756,7 +756,7 @@ std::string slot_list(const std::vector<NamedSlot>& slots) {
 void assign(const std::string& path, const std::string& layer, const std::string& var, Tensor& target,
             const Tensor& value) {
   if (value.shape() != target.shape())
-    throw ModelFileError(path, "layer '" + layer + "' weight '" + var + "' has shape " + shape_str(value.shape()) +
+    throw FileError(path, "layer '" + layer + "' weight '" + var + "' has shape " + shape_str(value.shape()) +
                                    " in the file; the layer built from the config needs " +
                                    shape_str(target.shape()));
   target.copy_(value);
@@ -769,12 +769,12 @@ void load_h5_weights(const std::string& path, const H5::Group& weights, const Bu
     all_weights(layer, expected);
     if (expected.empty()) continue;
     if (!weights.nameExists(layer.name))
-      throw ModelFileError(path, "no weights for layer '" + layer.name + "' (group model_weights/" + layer.name +
+      throw FileError(path, "no weights for layer '" + layer.name + "' (group model_weights/" + layer.name +
                                      " is missing)");
     const H5::Group g = weights.openGroup(layer.name);
     const std::vector<std::string> names = h5::read_string_list(g, "weight_names", path);
     if (names.size() != expected.size())
-      throw ModelFileError(path, "layer '" + layer.name + "' has " + std::to_string(names.size()) +
+      throw FileError(path, "layer '" + layer.name + "' has " + std::to_string(names.size()) +
                                      " weights in the file (model_weights/" + layer.name +
                                      "), kiln expects " + std::to_string(expected.size()) + " (" +
                                      slot_list(expected) + ")");
@@ -792,18 +792,18 @@ void load_h5_weights(const std::string& path, const H5::Group& weights, const Bu
       for (const NamedSlot& e : expected) {
         const std::string owner = owner_of(names[i]);
         if (e.slot.var == var_of(names[i]) && (!layer.is_model || owner == e.layer)) {
-          if (match[i]) throw ModelFileError(path, "layer '" + layer.name + "': weight '" + names[i] +
+          if (match[i]) throw FileError(path, "layer '" + layer.name + "': weight '" + names[i] +
                                                        "' matches more than one of kiln's weights");
           match[i] = &e;
         }
       }
       if (!match[i])
-        throw ModelFileError(path, "layer '" + layer.name + "': weight '" + names[i] + "' matches none of " +
+        throw FileError(path, "layer '" + layer.name + "': weight '" + names[i] + "' matches none of " +
                                        slot_list(expected));
     }
     for (size_t i = 0; i < names.size(); ++i) {
       if (!g.nameExists(names[i]))
-        throw ModelFileError(path, "layer '" + layer.name + "': weight_names lists '" + names[i] +
+        throw FileError(path, "layer '" + layer.name + "': weight_names lists '" + names[i] +
                                        "' but model_weights/" + layer.name + " has no such dataset");
       const Tensor value = h5::read_tensor(g.openDataSet(names[i]), path, "layer '" + layer.name + "' weight '" + names[i] + "'");
       assign(path, match[i]->layer, match[i]->slot.var, *match[i]->slot.target, value);
@@ -834,16 +834,16 @@ void load_zip_weights(const std::string& label, const H5::Group& file, const std
     if (c.slots.empty()) continue;
     const std::string vars = at + "/vars";
     if (!file.nameExists(at) || !file.nameExists(vars))
-      throw ModelFileError(label, "no weights for layer '" + c.name + "' (" + c.class_name + "): group " + vars +
+      throw FileError(label, "no weights for layer '" + c.name + "' (" + c.class_name + "): group " + vars +
                                       " is missing");
     const H5::Group g = file.openGroup(vars);
     if (g.getNumObjs() != c.slots.size())
-      throw ModelFileError(label, "layer '" + c.name + "' has " + std::to_string(g.getNumObjs()) +
+      throw FileError(label, "layer '" + c.name + "' has " + std::to_string(g.getNumObjs()) +
                                       " variables in " + vars + ", kiln expects " + std::to_string(c.slots.size()));
     for (size_t i = 0; i < c.slots.size(); ++i) {
       const std::string key = std::to_string(i);
       if (!g.nameExists(key))
-        throw ModelFileError(label, "layer '" + c.name + "': " + vars + " has no variable " + key);
+        throw FileError(label, "layer '" + c.name + "': " + vars + " has no variable " + key);
       const Tensor value = h5::read_tensor(g.openDataSet(key), label, "layer '" + c.name + "' variable " + key);
       assign(label, c.name, c.slots[i].var, *c.slots[i].target, value);
     }
@@ -854,7 +854,7 @@ json parse_config(const std::string& path, const std::string& text, const std::s
   try {
     return json::parse(text);
   } catch (const json::exception& e) {
-    throw ModelFileError(path, what + " is not valid JSON: " + e.what());
+    throw FileError(path, what + " is not valid JSON: " + e.what());
   }
 }
 
@@ -863,20 +863,20 @@ LoadedModel import_h5(const std::string& path) {
     H5::H5File f = h5::open_file(path);
     if (!h5::has_attr(f, "model_config")) {
       if (h5::has_attr(f, "layer_names"))
-        throw ModelFileError(path, "holds only weights (model.save_weights); kiln needs the architecture too: "
+        throw FileError(path, "holds only weights (model.save_weights); kiln needs the architecture too: "
                                    "save the model with model.save()");
-      throw ModelFileError(path, "not a Keras model file: it has no 'model_config' attribute (and is not a "
+      throw FileError(path, "not a Keras model file: it has no 'model_config' attribute (and is not a "
                                  "kiln model file: no 'kiln_format' attribute)");
     }
     LoadedModel m;
     m.format = "keras-h5";
     m.keras_version = h5::has_attr(f, "keras_version") ? h5::read_string(f, "keras_version", path) : "";
     if (m.keras_version.empty() || m.keras_version[0] == '1')
-      throw ModelFileError(path, "written by Keras " + (m.keras_version.empty() ? std::string("1.x (no keras_version)") : m.keras_version) +
+      throw FileError(path, "written by Keras " + (m.keras_version.empty() ? std::string("1.x (no keras_version)") : m.keras_version) +
                                      "; kiln reads files of Keras 2 and 3");
     const std::string backend = h5::has_attr(f, "backend") ? h5::read_string(f, "backend", path) : "";
     if (backend == "theano")
-      throw ModelFileError(path, "written with the theano backend, whose convolution kernels are flipped "
+      throw FileError(path, "written with the theano backend, whose convolution kernels are flipped "
                                  "relative to TensorFlow's; kiln reads files of the tensorflow, jax, torch and "
                                  "numpy backends");
     const json config = parse_config(path, h5::read_string(f, "model_config", path), "the model_config attribute");
@@ -884,7 +884,7 @@ LoadedModel import_h5(const std::string& path) {
     Built root;
     m.model = importer.build(config, m.input_shape, m.name, root);
     if (!f.nameExists("model_weights"))
-      throw ModelFileError(path, "has a model_config but no model_weights group");
+      throw FileError(path, "has a model_config but no model_weights group");
     load_h5_weights(path, f.openGroup("model_weights"), root);
     m.model->eval();
     return m;
@@ -896,7 +896,7 @@ LoadedModel import_h5(const std::string& path) {
 LoadedModel import_zip(const std::string& path) {
   const ZipArchive zip(path);
   if (!zip.contains("config.json"))
-    throw ModelFileError(path, "a zip archive without config.json: not a Keras .keras file");
+    throw FileError(path, "a zip archive without config.json: not a Keras .keras file");
   LoadedModel m;
   m.format = "keras-zip";
   if (zip.contains("metadata.json")) {
@@ -911,8 +911,8 @@ LoadedModel import_zip(const std::string& path) {
   m.model = importer.build(config, m.input_shape, m.name, root);
   if (!zip.contains("model.weights.h5")) {
     if (zip.contains("model.weights.npz"))
-      throw ModelFileError(path, "stores its weights as model.weights.npz; kiln reads model.weights.h5");
-    throw ModelFileError(path, "a .keras archive without model.weights.h5");
+      throw FileError(path, "stores its weights as model.weights.npz; kiln reads model.weights.h5");
+    throw FileError(path, "a .keras archive without model.weights.h5");
   }
   const std::string label = path + ":model.weights.h5";
   try {
@@ -942,9 +942,9 @@ LoadedModel build_keras_model(const std::string& config_json, const std::string&
     m.model->eval();
     return m;
   } catch (const json::exception& e) {
-    throw ModelFileError(label, std::string("the model config has an unexpected form: ") + e.what());
+    throw FileError(label, std::string("the model config has an unexpected form: ") + e.what());
   } catch (const std::invalid_argument& e) {
-    throw ModelFileError(label, std::string("cannot build the model: ") + e.what());
+    throw FileError(label, std::string("cannot build the model: ") + e.what());
   }
 }
 
@@ -953,12 +953,12 @@ LoadedModel import_keras(const std::string& path) {
     if (ZipArchive::looks_like_zip(path)) return import_zip(path);
     if (h5::is_hdf5(path)) return import_h5(path);
     h5::open_file(path);  // throws the precise reason: missing, not HDF5
-    throw ModelFileError(path, "not a Keras model file");
+    throw FileError(path, "not a Keras model file");
   } catch (const json::exception& e) {
-    throw ModelFileError(path, std::string("the model config has an unexpected form: ") + e.what());
+    throw FileError(path, std::string("the model config has an unexpected form: ") + e.what());
   } catch (const std::invalid_argument& e) {
     // A layer refused its options (kiln's own checks).
-    throw ModelFileError(path, std::string("cannot build the model: ") + e.what());
+    throw FileError(path, std::string("cannot build the model: ") + e.what());
   }
 }
 

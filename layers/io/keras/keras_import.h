@@ -10,7 +10,7 @@
 // The model must be a Sequential, or a functional model whose layers form one chain, of:
 // InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dense, Dropout,
 // BatchNormalization, Activation, ReLU, Softmax, Reshape, Permute and nested models of
-// these. Anything else fails with a ModelFileError naming the file, the layer and the option.
+// these. Anything else fails with a FileError naming the file, the layer and the option.
 //
 // kiln computes in NHWC. A channels_first layer gets its input as (C,H,W) in Keras' terms;
 // the importer holds such tensors as NHWC and puts a Permute wherever the Keras axis order
@@ -30,7 +30,7 @@ LoadedModel import_keras(const std::string& path);
 
 // The architecture half of import_keras: the kiln model that a Keras model config (the JSON
 // of `model_config` or config.json) describes, with fresh weights. `label` names the source
-// in errors. Throws ModelFileError for anything it cannot build. (The config fuzz target
+// in errors. Throws FileError for anything it cannot build. (The config fuzz target
 // drives this.)
 LoadedModel build_keras_model(const std::string& config_json, const std::string& label);
 
