@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/kernels/batch_norm.h"
-#include "core/kernels/conv2d/conv2d.h"
+#include "core/kernels/conv2d/forms.h"
 #include "core/kernels/max_pool2d.h"
 #include "core/runtime/random.h"
 
@@ -133,30 +133,35 @@ void BM_Sgemm(benchmark::State& state, Conv2dShape s, ConvGemm which) {
   report(state, (which == ConvGemm::kAllThree ? 3.0 : 1.0) * s.flops_forward(), s.N);
 }
 
-// Thin layers: the direct loops against im2col + sgemm on the lab's first layers (and task1's
-// second), forward and weight gradient. conv2d_forward / conv2d_backward_weight pick the
-// direct form where conv2d_prefers_direct says so; these benchmarks are what set that rule.
+// One pass of one convolution form on c's buffers.
+void run_form(ConvBuffers& c, kiln::Conv2dPass pass, kiln::Conv2dForm form) {
+  switch (pass) {
+    case kiln::Conv2dPass::kForward:
+      kiln::conv2d_forward_as(form, c.s, c.x.data(), c.w.data(), c.b.data(), c.y.data());
+      benchmark::DoNotOptimize(c.y.data());
+      break;
+    case kiln::Conv2dPass::kInputGrad:
+      kiln::conv2d_backward_input_as(form, c.s, c.dy.data(), c.w.data(), c.dx.data());
+      benchmark::DoNotOptimize(c.dx.data());
+      break;
+    case kiln::Conv2dPass::kWeightGrad:
+      kiln::conv2d_backward_weight_as(form, c.s, c.x.data(), c.dy.data(), c.dw.data(), c.db.data());
+      benchmark::DoNotOptimize(c.dw.data());
+      break;
+  }
+}
+
+// Thin layers: the direct loops against the GEMM form the rules would use otherwise
+// (conv2d_choose_gemm: im2col + sgemm, or the transposed form of the input gradient), on the
+// lab's first layers (and task1's second). These benchmarks set the direct thresholds in
+// core/kernels/conv2d/choose.cpp.
 enum class ConvForm { kDirect, kIm2col };
-enum class ConvPass { kForward, kWeightGrad, kInputGrad };
+using ConvPass = kiln::Conv2dPass;
 
 void BM_Conv2dForm(benchmark::State& state, Conv2dShape s, ConvPass pass, ConvForm form) {
   ConvBuffers c(s);
-  for (auto _ : state) {
-    if (pass == ConvPass::kForward) {
-      if (form == ConvForm::kDirect) kiln::conv2d_forward_direct(c.s, c.x.data(), c.w.data(), c.b.data(), c.y.data());
-      else kiln::conv2d_forward_im2col(c.s, c.x.data(), c.w.data(), c.b.data(), c.y.data());
-      benchmark::DoNotOptimize(c.y.data());
-    } else if (pass == ConvPass::kInputGrad) {
-      if (form == ConvForm::kDirect) kiln::conv2d_backward_input_direct(c.s, c.dy.data(), c.w.data(), c.dx.data());
-      else kiln::conv2d_backward_input_im2col(c.s, c.dy.data(), c.w.data(), c.dx.data());
-      benchmark::DoNotOptimize(c.dx.data());
-    } else {
-      if (form == ConvForm::kDirect)
-        kiln::conv2d_backward_weight_direct(c.s, c.x.data(), c.dy.data(), c.dw.data(), c.db.data());
-      else kiln::conv2d_backward_weight_im2col(c.s, c.x.data(), c.dy.data(), c.dw.data(), c.db.data());
-      benchmark::DoNotOptimize(c.dw.data());
-    }
-  }
+  const kiln::Conv2dForm f = form == ConvForm::kDirect ? kiln::Conv2dForm::kDirect : kiln::conv2d_choose_gemm(pass, s);
+  for (auto _ : state) run_form(c, pass, f);
   report(state, s.flops_forward(), s.N);
 }
 
@@ -194,30 +199,15 @@ BENCHMARK_CAPTURE(BM_Conv2dForm, task1_conv2_b256_input_grad_im2col, task1_conv2
 KILN_CONV_FORMS(task2_conv1_b16, task2_conv1);
 KILN_CONV_FORMS(task3_conv1_b70, task3_conv1);
 
-// Wide 3x3 layers: Winograd F(2x2, 3x3) against im2col + sgemm, forward, input and weight gradient
-// (conv2d_prefers_winograd picks Winograd from kConv2dWinogradMinChannels channels up). The
-// GFLOP/s counter is the direct form's FLOP count, so both forms are on one scale.
+// Wide 3x3 layers: Winograd F(2x2, 3x3) against the GEMM form, forward, input and weight
+// gradient; they set the Winograd threshold in core/kernels/conv2d/choose.cpp. The GFLOP/s
+// counter is the direct form's FLOP count, so both forms are on one scale.
 enum class WideForm { kWinograd, kIm2col };
-enum class WidePass { kForward, kInputGrad, kWeightGrad };
 
-void BM_Conv3x3Form(benchmark::State& state, Conv2dShape s, WidePass pass, WideForm form) {
+void BM_Conv3x3Form(benchmark::State& state, Conv2dShape s, ConvPass pass, WideForm form) {
   ConvBuffers c(s);
-  for (auto _ : state) {
-    if (pass == WidePass::kForward) {
-      if (form == WideForm::kWinograd) kiln::conv2d_forward_winograd(c.s, c.x.data(), c.w.data(), c.b.data(), c.y.data());
-      else kiln::conv2d_forward_im2col(c.s, c.x.data(), c.w.data(), c.b.data(), c.y.data());
-      benchmark::DoNotOptimize(c.y.data());
-    } else if (pass == WidePass::kWeightGrad) {
-      if (form == WideForm::kWinograd)
-        kiln::conv2d_backward_weight_winograd(c.s, c.x.data(), c.dy.data(), c.dw.data(), c.db.data());
-      else kiln::conv2d_backward_weight_im2col(c.s, c.x.data(), c.dy.data(), c.dw.data(), c.db.data());
-      benchmark::DoNotOptimize(c.dw.data());
-    } else {
-      if (form == WideForm::kWinograd) kiln::conv2d_backward_input_winograd(c.s, c.dy.data(), c.w.data(), c.dx.data());
-      else kiln::conv2d_backward_input_im2col(c.s, c.dy.data(), c.w.data(), c.dx.data());
-      benchmark::DoNotOptimize(c.dx.data());
-    }
-  }
+  const kiln::Conv2dForm f = form == WideForm::kWinograd ? kiln::Conv2dForm::kWinograd : kiln::conv2d_choose_gemm(pass, s);
+  for (auto _ : state) run_form(c, pass, f);
   report(state, s.flops_forward(), s.N);
 }
 
@@ -229,25 +219,25 @@ Conv2dShape task3_block1_conv2() { return Conv2dShape::make(70, 32, 32, 128, 3, 
 Conv2dShape task3_block3_conv2() { return Conv2dShape::make(70, 8, 8, 256, 3, 3, 256, 1, true); }
 
 #define KILN_WIDE_FORMS(name, shape)                                                                        \
-  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_forward_winograd, shape(), WidePass::kForward, WideForm::kWinograd) \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_forward_winograd, shape(), ConvPass::kForward, WideForm::kWinograd) \
       ->UseRealTime()                                                                                        \
       ->Unit(benchmark::kMicrosecond);                                                                       \
-  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_forward_im2col, shape(), WidePass::kForward, WideForm::kIm2col)     \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_forward_im2col, shape(), ConvPass::kForward, WideForm::kIm2col)     \
       ->UseRealTime()                                                                                        \
       ->Unit(benchmark::kMicrosecond);                                                                       \
-  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_input_grad_winograd, shape(), WidePass::kInputGrad,              \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_input_grad_winograd, shape(), ConvPass::kInputGrad,              \
                     WideForm::kWinograd)                                                                     \
       ->UseRealTime()                                                                                        \
       ->Unit(benchmark::kMicrosecond);                                                                       \
-  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_input_grad_im2col, shape(), WidePass::kInputGrad,                \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_input_grad_im2col, shape(), ConvPass::kInputGrad,                \
                     WideForm::kIm2col)                                                                       \
       ->UseRealTime()                                                                                        \
       ->Unit(benchmark::kMicrosecond);                                                                       \
-  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_weight_grad_winograd, shape(), WidePass::kWeightGrad,            \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_weight_grad_winograd, shape(), ConvPass::kWeightGrad,            \
                     WideForm::kWinograd)                                                                     \
       ->UseRealTime()                                                                                        \
       ->Unit(benchmark::kMicrosecond);                                                                       \
-  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_weight_grad_im2col, shape(), WidePass::kWeightGrad,              \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_weight_grad_im2col, shape(), ConvPass::kWeightGrad,              \
                     WideForm::kIm2col)                                                                       \
       ->UseRealTime()                                                                                        \
       ->Unit(benchmark::kMicrosecond)

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "core/kernels/batch_norm.h"
-#include "core/kernels/conv2d/conv2d.h"
+#include "core/kernels/conv2d/forms.h"
 #include "core/kernels/max_pool2d.h"
 #include "core/runtime/random.h"
 
@@ -202,43 +202,58 @@ TEST_P(Conv2dKernels, BackwardWeightMatchesNaiveAndAccumulates) {
   EXPECT_LE(relative_error(dw_only, naive_dw), kTolerance);
 }
 
-// conv2d_forward, conv2d_backward_input and conv2d_backward_weight pick a form by shape; each
-// form must be right on every shape, whichever the rule picks.
-TEST_P(Conv2dKernels, DirectAndIm2colFormsBothMatchNaive) {
+constexpr Conv2dForm kAllForms[] = {Conv2dForm::kIm2col, Conv2dForm::kPointwise, Conv2dForm::kTransposed,
+                                    Conv2dForm::kDirect, Conv2dForm::kWinograd};
+
+// conv2d_forward, conv2d_backward_input and conv2d_backward_weight run the form conv2d_choose
+// picks; every form must be right on every shape it applies to, whichever the rule picks:
+// forward with and without bias, the gradients adding into their buffers.
+TEST_P(Conv2dKernels, EveryFormThatAppliesMatchesNaive) {
   const ConvData d(GetParam().shape());
   const size_t out = static_cast<size_t>(d.s.rows() * d.s.F);
-  std::vector<float> naive(out);
+  std::vector<float> naive(out), naive_nobias(out);
   conv2d_forward_naive(d.s, d.x.data(), d.w.data(), d.b.data(), naive.data());
+  conv2d_forward_naive(d.s, d.x.data(), d.w.data(), nullptr, naive_nobias.data());
   const int64_t nw = d.s.KH * d.s.KW * d.s.C * d.s.F;
   std::vector<float> naive_dw(static_cast<size_t>(nw), 0.0f), naive_db(d.s.F, 0.0f);
   conv2d_backward_weight_naive(d.s, d.x.data(), d.dy.data(), naive_dw.data(), naive_db.data());
-  const std::vector<float> start_dw = random_floats(nw, 6);
-  const std::vector<float> start_db = random_floats(d.s.F, 7);
-  for (const bool direct : {true, false}) {
-    SCOPED_TRACE(direct ? "direct" : "im2col");
-    std::vector<float> y(out, std::numeric_limits<float>::quiet_NaN());
-    if (direct) conv2d_forward_direct(d.s, d.x.data(), d.w.data(), d.b.data(), y.data());
-    else conv2d_forward_im2col(d.s, d.x.data(), d.w.data(), d.b.data(), y.data());
-    EXPECT_LE(relative_error(y, naive), kTolerance);
-    std::vector<float> dw = start_dw, db = start_db;
-    if (direct) conv2d_backward_weight_direct(d.s, d.x.data(), d.dy.data(), dw.data(), db.data());
-    else conv2d_backward_weight_im2col(d.s, d.x.data(), d.dy.data(), dw.data(), db.data());
-    EXPECT_LE(relative_error(minus(dw, start_dw), naive_dw), kTolerance);
-    EXPECT_LE(relative_error(minus(db, start_db), naive_db), kTolerance);
-  }
-  // The input gradient's direct form (stride 1 only) and its im2col form, each adding into dx.
   const int64_t n = d.s.N * d.s.H * d.s.W * d.s.C;
   std::vector<float> naive_dx(static_cast<size_t>(n), 0.0f);
   conv2d_backward_input_naive(d.s, d.dy.data(), d.w.data(), naive_dx.data());
+  const std::vector<float> start_dw = random_floats(nw, 6);
+  const std::vector<float> start_db = random_floats(d.s.F, 7);
   const std::vector<float> start_dx = random_floats(n, 8);
-  for (const bool direct : {true, false}) {
-    if (direct && (d.s.stride_h != 1 || d.s.stride_w != 1)) continue;
-    SCOPED_TRACE(direct ? "direct input gradient" : "im2col input gradient");
-    std::vector<float> dx = start_dx;
-    if (direct) conv2d_backward_input_direct(d.s, d.dy.data(), d.w.data(), dx.data());
-    else conv2d_backward_input_im2col(d.s, d.dy.data(), d.w.data(), dx.data());
-    EXPECT_LE(relative_error(minus(dx, start_dx), naive_dx), kTolerance);
+  int forms_run = 0;
+  for (const Conv2dForm form : kAllForms) {
+    if (conv2d_form_applies(form, Conv2dPass::kForward, d.s)) {
+      SCOPED_TRACE(std::string("forward, ") + conv2d_form_name(form));
+      std::vector<float> y(out, std::numeric_limits<float>::quiet_NaN());
+      conv2d_forward_as(form, d.s, d.x.data(), d.w.data(), d.b.data(), y.data());
+      EXPECT_LE(relative_error(y, naive), kTolerance);
+      std::fill(y.begin(), y.end(), std::numeric_limits<float>::quiet_NaN());
+      conv2d_forward_as(form, d.s, d.x.data(), d.w.data(), nullptr, y.data());
+      EXPECT_LE(relative_error(y, naive_nobias), kTolerance);
+      ++forms_run;
+    }
+    if (conv2d_form_applies(form, Conv2dPass::kWeightGrad, d.s)) {
+      SCOPED_TRACE(std::string("weight gradient, ") + conv2d_form_name(form));
+      std::vector<float> dw = start_dw, db = start_db;
+      conv2d_backward_weight_as(form, d.s, d.x.data(), d.dy.data(), dw.data(), db.data());
+      EXPECT_LE(relative_error(minus(dw, start_dw), naive_dw), kTolerance);
+      EXPECT_LE(relative_error(minus(db, start_db), naive_db), kTolerance);
+      ++forms_run;
+    }
+    if (conv2d_form_applies(form, Conv2dPass::kInputGrad, d.s)) {
+      SCOPED_TRACE(std::string("input gradient, ") + conv2d_form_name(form));
+      std::vector<float> dx = start_dx;
+      conv2d_backward_input_as(form, d.s, d.dy.data(), d.w.data(), dx.data());
+      EXPECT_LE(relative_error(minus(dx, start_dx), naive_dx), kTolerance);
+      ++forms_run;
+    }
   }
+  // im2col and direct always apply to the forward pass and the weight gradient, im2col to
+  // the input gradient.
+  EXPECT_GE(forms_run, 5);
 }
 
 const std::vector<ConvCase> kConvCases = {
@@ -288,47 +303,22 @@ const std::vector<ConvCase> kConvCases = {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, Conv2dKernels, testing::ValuesIn(kConvCases), conv_case_name);
 
-// Winograd F(2x2, 3x3) serves every 3x3 stride-1 shape, whatever conv2d_prefers_winograd picks
-// for it: forward (with and without bias), the input gradient and the weight gradient, the
-// gradients adding into their buffers.
-class Conv2dWinograd : public testing::TestWithParam<ConvCase> {};
-
-TEST_P(Conv2dWinograd, MatchesNaive) {
-  const ConvData d(GetParam().shape());
-  const size_t out = static_cast<size_t>(d.s.rows() * d.s.F);
-  for (const bool bias : {true, false}) {
-    SCOPED_TRACE(bias ? "with bias" : "without bias");
-    const float* b = bias ? d.b.data() : nullptr;
-    std::vector<float> naive(out), y(out, std::numeric_limits<float>::quiet_NaN());
-    conv2d_forward_naive(d.s, d.x.data(), d.w.data(), b, naive.data());
-    conv2d_forward_winograd(d.s, d.x.data(), d.w.data(), b, y.data());
-    EXPECT_LE(relative_error(y, naive), kTolerance);
+TEST(Conv2dForms, AFormThatDoesNotApplyIsRefusedNamingItAndTheShape) {
+  const Conv2dShape strided = Conv2dShape::make(2, 9, 9, 8, 3, 3, 16, 2, true);
+  std::vector<float> x(static_cast<size_t>(2 * 9 * 9 * 8)), w(static_cast<size_t>(9 * 8 * 16)),
+      y(static_cast<size_t>(strided.rows() * 16));
+  try {
+    conv2d_forward_as(Conv2dForm::kWinograd, strided, x.data(), w.data(), nullptr, y.data());
+    FAIL() << "no error";
+  } catch (const std::invalid_argument& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("winograd"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("stride 2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("[2,9,9,8]"), std::string::npos) << msg;
   }
-  const int64_t n = d.s.N * d.s.H * d.s.W * d.s.C;
-  std::vector<float> naive(static_cast<size_t>(n), 0.0f);
-  conv2d_backward_input_naive(d.s, d.dy.data(), d.w.data(), naive.data());
-  const std::vector<float> start = random_floats(n, 5);
-  std::vector<float> dx = start;
-  conv2d_backward_input_winograd(d.s, d.dy.data(), d.w.data(), dx.data());
-  EXPECT_LE(relative_error(minus(dx, start), naive), kTolerance);
-
-  const int64_t nw = 9 * d.s.C * d.s.F;
-  std::vector<float> naive_dw(static_cast<size_t>(nw), 0.0f), naive_db(d.s.F, 0.0f);
-  conv2d_backward_weight_naive(d.s, d.x.data(), d.dy.data(), naive_dw.data(), naive_db.data());
-  const std::vector<float> start_dw = random_floats(nw, 6), start_db = random_floats(d.s.F, 7);
-  std::vector<float> dw = start_dw, db = start_db;
-  conv2d_backward_weight_winograd(d.s, d.x.data(), d.dy.data(), dw.data(), db.data());
-  EXPECT_LE(relative_error(minus(dw, start_dw), naive_dw), kTolerance);
-  EXPECT_LE(relative_error(minus(db, start_db), naive_db), kTolerance);
+  EXPECT_THROW(conv2d_forward_as(Conv2dForm::kTransposed, strided, x.data(), w.data(), nullptr, y.data()),
+               std::invalid_argument);
 }
-
-std::vector<ConvCase> cases_3x3_stride1() {
-  std::vector<ConvCase> out;
-  for (const ConvCase& c : kConvCases)
-    if (c.K == 3 && c.stride == 1) out.push_back(c);
-  return out;
-}
-INSTANTIATE_TEST_SUITE_P(Shapes, Conv2dWinograd, testing::ValuesIn(cases_3x3_stride1()), conv_case_name);
 
 TEST(Conv2dChunking, LargeInputsUseSeveralChunks) {
   const Conv2dShape whole_images = Conv2dShape::make(4, 32, 32, 64, 3, 3, 8, 1, true);

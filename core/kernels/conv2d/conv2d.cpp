@@ -1,12 +1,13 @@
-// Fast conv2d: im2col + one sgemm per chunk of output rows.
+// The GEMM forms of conv2d (im2col + one sgemm per chunk of output rows, the pointwise and
+// transposed forms) and the entry points that run the form conv2d_choose picks.
 //
 // With NHWC input and a [KH,KW,C,F] kernel, the im2col matrix (rows (n,oy,ox), columns
 // (ky,kx,c)) times the kernel viewed as [KH*KW*C, F] is exactly the NHWC output [N*Ho*Wo, F],
 // so no transposes are needed anywhere. The batch is cut into chunks of rows only so that the
 // column buffer stays in the last-level cache between im2col and sgemm; each chunk is still
-// thousands of rows, so the sgemm stays large. The input gradient of a stride-1 conv runs
-// as a forward conv of dy with the rotated kernel (see backward_input_as_convolution);
-// strided convs use the sgemm + col2im form.
+// thousands of rows, so the sgemm stays large. The input gradient of a stride-1 conv can run
+// as a forward conv of dy with the rotated kernel (conv2d_backward_input_transposed); the
+// general form is sgemm + col2im.
 //
 // Threading: im2col/col2im/bias loops are OpenMP loops; cblas_sgemm is always called outside
 // any parallel region because the OpenMP build of OpenBLAS runs on the same thread pool.
@@ -23,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "core/kernels/conv2d/forms.h"
 #include "core/runtime/memory.h"
 
 namespace kiln {
@@ -48,12 +50,6 @@ int64_t leading_pad(int64_t in, int64_t k, int64_t stride, int64_t out, bool sam
   return std::max<int64_t>((out - 1) * stride + k - in, 0) / 2;
 }
 
-// 1x1 stride-1 convolutions need no im2col: x viewed as [N*H*W, C] is already the matrix.
-bool is_pointwise(const Conv2dShape& s) {
-  return s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_top == 0 &&
-         s.pad_left == 0;
-}
-
 // Outputs o whose window [o*stride - pad, o*stride - pad + k) holds input cell i.
 struct OutputRange {
   int64_t first, last;  // inclusive; empty when first > last
@@ -76,36 +72,6 @@ void fill_rows_with_bias(int64_t rows, int64_t F, const float* b, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
     float* yr = y + r * F;
     for (int64_t f = 0; f < F; ++f) yr[f] = b[f];
-  }
-}
-
-// Below this many input channels the transposed-convolution form of the input gradient is a
-// GEMM with only C output columns, which OpenBLAS runs far below peak; measured on 16x28x28
-// inputs with 32 filters, col2im wins up to C = 8 and loses from C = 16 up.
-constexpr int64_t kMinChannelsForTransposedConv = 16;
-
-// For stride 1 the input gradient is itself a convolution: dy correlated with the kernel
-// rotated by 180 degrees, C and F swapped, and "full" padding (KH-1-pad before). Run that way
-// it is im2col + an sgemm with the long inner dimension KH*KW*F that accumulates straight
-// into dx, instead of a thin sgemm (inner dimension F) writing a KH*KW-times larger buffer
-// that col2im then has to scatter.
-void backward_input_as_convolution(const Conv2dShape& s, const float* dy, const float* w,
-                                   float* dx) {
-  const Conv2dShape t = conv2d_transposed_shape(s);
-  const int64_t C = s.C;
-  Workspace rotated(s.KH * s.KW * C * s.F);
-  float* wr = rotated.data();
-  conv2d_rotate_kernel(s, w, wr);
-  const int64_t M = t.rows();
-  const int64_t K = t.cols();
-  const int64_t chunk = conv2d_chunk_rows(t);
-  Workspace cols(chunk * K);
-  for (int64_t r0 = 0; r0 < M; r0 += chunk) {
-    const int64_t rows = std::min(chunk, M - r0);
-    im2col(t, dy, r0, r0 + rows, cols.data());
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blas_int(rows), blas_int(C),
-                blas_int(K), 1.0f, cols.data(), blas_int(K), wr, blas_int(C), 1.0f, dx + r0 * C,
-                blas_int(C));
   }
 }
 
@@ -230,7 +196,7 @@ inline void zero_floats(float* dst, int64_t count) {
 namespace {
 
 // One im2col row range. WR is the window row width KW * C when it is one of the small
-// constants the lab's first layers have (3 for 1 channel, 12 for 4, 24 for 8), else 0: with
+// constants of thin 3x3 layers (3 for 1 channel, 12 for 4, 24 for 8), else 0: with
 // it known at compile time, the copy of an unclipped window row is a few vector moves instead
 // of a call to memcpy. (GCC would also turn the short loops back into memcpy/memset calls,
 // hence the attribute.)
@@ -343,15 +309,75 @@ void col2im(const Conv2dShape& s, const float* dcols, int64_t row_begin, int64_t
   }
 }
 
-void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* b,
-                    float* y) {
-  if (conv2d_forward_prefers_direct(s)) {
-    conv2d_forward_direct(s, x, w, b, y);
-  } else if (conv2d_prefers_winograd(s)) {
-    conv2d_forward_winograd(s, x, w, b, y);
-  } else {
-    conv2d_forward_im2col(s, x, w, b, y);
+namespace {
+
+[[noreturn]] void form_does_not_apply(Conv2dForm form, Conv2dPass pass, const Conv2dShape& s) {
+  throw std::invalid_argument(std::string("conv2d: the ") + conv2d_form_name(form) + " form cannot run the " +
+                              conv2d_pass_name(pass) + " pass of a " + std::to_string(s.KH) + "x" +
+                              std::to_string(s.KW) + " stride " + std::to_string(s.stride_h) +
+                              " convolution on " + shape4(s.N, s.H, s.W, s.C));
+}
+
+}  // namespace
+
+void conv2d_forward_as(Conv2dForm form, const Conv2dShape& s, const float* x, const float* w,
+                       const float* b, float* y) {
+  if (!conv2d_form_applies(form, Conv2dPass::kForward, s)) form_does_not_apply(form, Conv2dPass::kForward, s);
+  switch (form) {
+    case Conv2dForm::kIm2col: return conv2d_forward_im2col(s, x, w, b, y);
+    case Conv2dForm::kPointwise: return conv2d_forward_pointwise(s, x, w, b, y);
+    case Conv2dForm::kDirect: return conv2d_forward_direct(s, x, w, b, y);
+    case Conv2dForm::kWinograd: return conv2d_forward_winograd(s, x, w, b, y);
+    case Conv2dForm::kTransposed: break;
   }
+  form_does_not_apply(form, Conv2dPass::kForward, s);
+}
+
+void conv2d_backward_input_as(Conv2dForm form, const Conv2dShape& s, const float* dy,
+                              const float* w, float* dx) {
+  if (!conv2d_form_applies(form, Conv2dPass::kInputGrad, s)) form_does_not_apply(form, Conv2dPass::kInputGrad, s);
+  switch (form) {
+    case Conv2dForm::kIm2col: return conv2d_backward_input_im2col(s, dy, w, dx);
+    case Conv2dForm::kPointwise: return conv2d_backward_input_pointwise(s, dy, w, dx);
+    case Conv2dForm::kTransposed: return conv2d_backward_input_transposed(s, dy, w, dx);
+    case Conv2dForm::kDirect: return conv2d_backward_input_direct(s, dy, w, dx);
+    case Conv2dForm::kWinograd: return conv2d_backward_input_winograd(s, dy, w, dx);
+  }
+}
+
+void conv2d_backward_weight_as(Conv2dForm form, const Conv2dShape& s, const float* x,
+                               const float* dy, float* dw, float* db) {
+  if (!conv2d_form_applies(form, Conv2dPass::kWeightGrad, s)) form_does_not_apply(form, Conv2dPass::kWeightGrad, s);
+  switch (form) {
+    case Conv2dForm::kIm2col: return conv2d_backward_weight_im2col(s, x, dy, dw, db);
+    case Conv2dForm::kPointwise: return conv2d_backward_weight_pointwise(s, x, dy, dw, db);
+    case Conv2dForm::kDirect: return conv2d_backward_weight_direct(s, x, dy, dw, db);
+    case Conv2dForm::kWinograd: return conv2d_backward_weight_winograd(s, x, dy, dw, db);
+    case Conv2dForm::kTransposed: break;
+  }
+  form_does_not_apply(form, Conv2dPass::kWeightGrad, s);
+}
+
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y) {
+  conv2d_forward_as(conv2d_choose(Conv2dPass::kForward, s), s, x, w, b, y);
+}
+
+void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
+  conv2d_backward_input_as(conv2d_choose(Conv2dPass::kInputGrad, s), s, dy, w, dx);
+}
+
+void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw,
+                            float* db) {
+  conv2d_backward_weight_as(conv2d_choose(Conv2dPass::kWeightGrad, s), s, x, dy, dw, db);
+}
+
+// x viewed as [N*H*W, C] is already the im2col matrix.
+void conv2d_forward_pointwise(const Conv2dShape& s, const float* x, const float* w, const float* b,
+                              float* y) {
+  const int64_t M = s.rows(), K = s.cols(), F = s.F;
+  if (b) fill_rows_with_bias(M, F, b, y);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blas_int(M), blas_int(F), blas_int(K),
+              1.0f, x, blas_int(K), w, blas_int(F), b ? 1.0f : 0.0f, y, blas_int(F));
 }
 
 void conv2d_forward_im2col(const Conv2dShape& s, const float* x, const float* w, const float* b,
@@ -360,12 +386,6 @@ void conv2d_forward_im2col(const Conv2dShape& s, const float* x, const float* w,
   const int64_t K = s.cols();
   const int64_t F = s.F;
   const float beta = b ? 1.0f : 0.0f;
-  if (is_pointwise(s)) {
-    if (b) fill_rows_with_bias(M, F, b, y);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blas_int(M), blas_int(F), blas_int(K),
-                1.0f, x, blas_int(K), w, blas_int(F), beta, y, blas_int(F));
-    return;
-  }
   const int64_t chunk = conv2d_chunk_rows(s);
   Workspace cols(chunk * K);
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {
@@ -378,29 +398,42 @@ void conv2d_forward_im2col(const Conv2dShape& s, const float* x, const float* w,
   }
 }
 
-void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
-  if (conv2d_prefers_winograd(s)) {
-    conv2d_backward_input_winograd(s, dy, w, dx);
-  } else if (conv2d_input_grad_prefers_direct(s)) {
-    conv2d_backward_input_direct(s, dy, w, dx);
-  } else {
-    conv2d_backward_input_im2col(s, dy, w, dx);
+void conv2d_backward_input_pointwise(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
+  const int64_t M = s.rows(), K = s.cols(), F = s.F;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blas_int(M), blas_int(K), blas_int(F),
+              1.0f, dy, blas_int(F), w, blas_int(F), 1.0f, dx, blas_int(K));
+}
+
+// For stride 1 the input gradient is itself a convolution: dy correlated with the kernel
+// rotated by 180 degrees, C and F swapped, and "full" padding (KH-1-pad before). Run that way
+// it is im2col + an sgemm with the long inner dimension KH*KW*F that accumulates straight
+// into dx, instead of a thin sgemm (inner dimension F) writing a KH*KW-times larger buffer
+// that col2im then has to scatter.
+void conv2d_backward_input_transposed(const Conv2dShape& s, const float* dy, const float* w,
+                                      float* dx) {
+  const Conv2dShape t = conv2d_transposed_shape(s);
+  const int64_t C = s.C;
+  Workspace rotated(s.KH * s.KW * C * s.F);
+  float* wr = rotated.data();
+  conv2d_rotate_kernel(s, w, wr);
+  const int64_t M = t.rows();
+  const int64_t K = t.cols();
+  const int64_t chunk = conv2d_chunk_rows(t);
+  Workspace cols(chunk * K);
+  for (int64_t r0 = 0; r0 < M; r0 += chunk) {
+    const int64_t rows = std::min(chunk, M - r0);
+    im2col(t, dy, r0, r0 + rows, cols.data());
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blas_int(rows), blas_int(C),
+                blas_int(K), 1.0f, cols.data(), blas_int(K), wr, blas_int(C), 1.0f, dx + r0 * C,
+                blas_int(C));
   }
 }
+
 
 void conv2d_backward_input_im2col(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
   const int64_t M = s.rows();
   const int64_t K = s.cols();
   const int64_t F = s.F;
-  if (is_pointwise(s)) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blas_int(M), blas_int(K), blas_int(F),
-                1.0f, dy, blas_int(F), w, blas_int(F), 1.0f, dx, blas_int(K));
-    return;
-  }
-  if (s.stride_h == 1 && s.stride_w == 1 && s.C >= kMinChannelsForTransposedConv) {
-    backward_input_as_convolution(s, dy, w, dx);
-    return;
-  }
   const int64_t chunk = conv2d_chunk_rows(s);
   Workspace dcols(chunk * K);
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {
@@ -412,15 +445,12 @@ void conv2d_backward_input_im2col(const Conv2dShape& s, const float* dy, const f
   }
 }
 
-void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw,
-                            float* db) {
-  if (conv2d_weight_grad_prefers_direct(s)) {
-    conv2d_backward_weight_direct(s, x, dy, dw, db);
-  } else if (conv2d_prefers_winograd(s)) {
-    conv2d_backward_weight_winograd(s, x, dy, dw, db);
-  } else {
-    conv2d_backward_weight_im2col(s, x, dy, dw, db);
-  }
+void conv2d_backward_weight_pointwise(const Conv2dShape& s, const float* x, const float* dy, float* dw,
+                                      float* db) {
+  const int64_t M = s.rows(), K = s.cols(), F = s.F;
+  if (db) conv2d_add_bias_grad(M, F, dy, db);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, blas_int(K), blas_int(F), blas_int(M),
+              1.0f, x, blas_int(K), dy, blas_int(F), 1.0f, dw, blas_int(F));
 }
 
 void conv2d_backward_weight_im2col(const Conv2dShape& s, const float* x, const float* dy, float* dw,
@@ -429,11 +459,6 @@ void conv2d_backward_weight_im2col(const Conv2dShape& s, const float* x, const f
   const int64_t K = s.cols();
   const int64_t F = s.F;
   if (db) conv2d_add_bias_grad(M, F, dy, db);
-  if (is_pointwise(s)) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, blas_int(K), blas_int(F), blas_int(M),
-                1.0f, x, blas_int(K), dy, blas_int(F), 1.0f, dw, blas_int(F));
-    return;
-  }
   const int64_t chunk = conv2d_chunk_rows(s);
   Workspace cols(chunk * K);
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {

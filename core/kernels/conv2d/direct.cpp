@@ -1,14 +1,12 @@
 // Direct convolution for thin layers: no im2col matrix, no sgemm.
 //
-// Why: a first layer on 1-channel images (Task 1: 3x3, 1 -> 4 filters) has an im2col matrix
-// of only K = 9 columns but N*H*W rows. At batch 256 that is 200,704 x 9 floats written by
-// im2col, read again and packed by OpenBLAS, then multiplied at N = 4 columns, a shape where
-// the sgemm kernel runs far below its peak: the layer costs three memory passes over a matrix
-// nine times the size of its input, for 14 MFLOP. Computed directly, input and output each
-// cross memory once. Measured (BM_Conv2dForm, 2 threads, batch 256): that layer's forward
-// 0.76 ms direct vs 1.93 ms im2col + sgemm, its weight gradient 2.3 vs 6.1 ms. With 64
-// filters (Task 2's first layer) sgemm wins the forward pass again (0.24 vs 0.45 ms at batch
-// 16) but not the weight gradient (0.73 vs 0.30 ms); with more channels im2col wins both.
+// Why: a 3x3 layer on 1-channel images with a few filters has an im2col matrix of only
+// K = 9 columns but N*H*W rows. im2col writes that matrix (nine times the input), OpenBLAS
+// reads and packs it again, and the sgemm then runs at a handful of output columns, a shape
+// where its kernel is far below peak: three memory passes for very few FLOPs. Computed
+// directly, input and output each cross memory once. With more filters the forward sgemm is
+// wide enough to win again, the weight gradient later; with more channels im2col wins both.
+// Where the line lies is in choose.cpp, measured by bench/bench_kernels.cpp (BM_Conv2dForm).
 //
 // Both kernels walk output rows (n, oy): the forward pass writes them, the weight gradient
 // reads dy from them. Work is split over output rows with OpenMP; the weight gradient sums
@@ -22,7 +20,7 @@
 #include <optional>
 #include <vector>
 
-#include "core/kernels/conv2d/conv2d.h"
+#include "core/kernels/conv2d/forms.h"
 
 namespace kiln {
 namespace {
@@ -125,7 +123,7 @@ void weight_grad_row(const Conv2dShape& s, const float* __restrict x, const floa
 // Spread input rows are kept per thread in a ring of KH slots tagged (n, iy), so consecutive
 // output rows (the static schedule hands each thread a contiguous range) build each input row
 // once, not KH times.
-constexpr int64_t kMaxSpreadKernelRows = 16;
+constexpr int64_t kMaxSpreadKernelRows = kConv2dDirectMaxKernelRows;
 
 class SpreadRows {
  public:
@@ -264,8 +262,7 @@ void weight_grad_row_spread(const Conv2dShape& s, const float* x, const float* _
 
 // The vector width of weight_grad_row_spread's sums (32: four independent vectors), or 0 where
 // the row form is kept: with 16+ filters its F-wide sums are already several independent
-// vectors, and the spread form's fold costs more than it saves (measured: 64 filters, task2's
-// first layer, 0.31 ms row form vs 0.80 ms spread). F must divide 8 (1, 2, 4 or 8 filters),
+// vectors, and the spread form's fold costs more than it saves. F must divide 8 (1, 2, 4 or 8 filters),
 // so every vector of the row starts at filter 0.
 int spread_weight_grad_lanes(const Conv2dShape& s) {
   if (s.stride_h != 1 || s.stride_w != 1 || s.KH > kMaxSpreadKernelRows) return 0;
@@ -346,21 +343,6 @@ void weight_grad_all(const Conv2dShape& s, const float* x, const float* dy, floa
 
 }  // namespace
 
-namespace {
-bool small_stride1(const Conv2dShape& s) {
-  return s.stride_h == 1 && s.stride_w == 1 && s.cols() <= kConv2dDirectSmallMaxColumns &&
-         s.F <= kConv2dDirectSmallMaxFilters;
-}
-}  // namespace
-
-bool conv2d_forward_prefers_direct(const Conv2dShape& s) {
-  return (s.cols() <= kConv2dDirectMaxColumns && s.F <= kConv2dDirectMaxForwardFilters) || small_stride1(s);
-}
-
-bool conv2d_weight_grad_prefers_direct(const Conv2dShape& s) {
-  return (s.cols() <= kConv2dDirectMaxColumns && s.F <= kConv2dDirectMaxWeightGradFilters) ||
-         (small_stride1(s) && spread_weight_grad_lanes(s) > 0);
-}
 
 namespace {
 
@@ -384,10 +366,6 @@ void conv2d_forward_direct(const Conv2dShape& s, const float* x, const float* w,
   with_filter_count(s.F, [&]<int64_t FT>() { forward_all<FT>(s, x, w, b, y); });
 }
 
-bool conv2d_input_grad_prefers_direct(const Conv2dShape& s) {
-  return s.stride_h == 1 && s.stride_w == 1 && s.C <= kConv2dDirectMaxInputGradChannels &&
-         s.KH * s.KW * s.F <= kConv2dDirectMaxInputGradColumns;
-}
 
 void conv2d_backward_input_direct(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
   const Conv2dShape t = conv2d_transposed_shape(s);

@@ -3,7 +3,7 @@
 #include <cstddef>
 #include <vector>
 
-#include "core/kernels/conv2d/conv2d.h"
+#include "core/kernels/conv2d/forms.h"
 
 namespace kiln {
 namespace {

@@ -1,7 +1,7 @@
 // Winograd F(2x2, 3x3) convolution for 3x3 stride-1 layers with many channels.
 //
-// Why: in the lab's Task 2 and Task 3 networks almost every FLOP is in 3x3 convolutions with
-// 64-256 channels, and through im2col + sgemm they cost 2*9*C*F multiply-adds per output pixel.
+// Why: in VGG-style networks almost every FLOP is in 3x3 convolutions with 64-256 channels,
+// and through im2col + sgemm they cost 2*9*C*F multiply-adds per output pixel.
 // Winograd's minimal filtering computes a 2x2 block of outputs from a 4x4 block of inputs with
 // 16 element-wise products per (c, f) instead of 36: 2.25x fewer GEMM FLOPs, paid for with
 // cheap additions that transform the inputs (B^T d B), the kernel (G g G^T) and the products
@@ -23,7 +23,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "core/kernels/conv2d/conv2d.h"
+#include "core/kernels/conv2d/forms.h"
 #include "core/runtime/memory.h"
 
 namespace kiln {
@@ -330,11 +330,6 @@ void winograd(const Conv2dShape& s, const float* x, const float* w, const float*
 }
 
 }  // namespace
-
-bool conv2d_prefers_winograd(const Conv2dShape& s) {
-  return s.KH == 3 && s.KW == 3 && s.stride_h == 1 && s.stride_w == 1 &&
-         s.C >= kConv2dWinogradMinChannels && s.F >= kConv2dWinogradMinChannels;
-}
 
 void conv2d_forward_winograd(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y) {
   winograd(s, x, w, b, /*accumulate=*/false, y);

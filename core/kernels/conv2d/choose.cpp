@@ -1,0 +1,120 @@
+// The one table that picks a convolution form. The thresholds were set by the form
+// benchmarks in bench/bench_kernels.cpp (BM_Conv2dForm, BM_Conv3x3Form), which time every form
+// on the same shapes; rerun them after changing a kernel or moving to another CPU.
+//
+// Rules, first match wins (the direct and Winograd regions never overlap: Winograd needs 32+
+// channels, the direct forms at most 8):
+//
+//   pass         form        when
+//   any          winograd    3x3, stride 1, C >= 32 and F >= 32
+//   forward      direct      KH*KW*C <= 9 and F <= 16, or stride 1, KH*KW*C <= 36 and F <= 8
+//   weight_grad  direct      KH*KW*C <= 9 and F <= 64, or stride 1, KH*KW*C <= 36 and F in {1,2,4,8}
+//   input_grad   direct      stride 1, C <= 8 and KH*KW*F <= 72
+//   any          pointwise   1x1, stride 1, no padding
+//   input_grad   transposed  stride 1 and C >= 16
+//   any          im2col      everything else
+#include "core/kernels/conv2d/choose.h"
+
+#include "core/kernels/conv2d/forms.h"
+
+namespace kiln {
+namespace {
+
+// Winograd trades 2.25x fewer GEMM FLOPs for transforms whose cost grows with C + F against
+// the GEMM's C * F; below 32 channels the transforms are not paid back.
+constexpr int64_t kWinogradMinChannels = 32;
+
+// Direct loops beat im2col + sgemm where the im2col matrix is thin: its few columns make
+// OpenBLAS run far below peak while im2col writes a matrix KH*KW times the input.
+constexpr int64_t kDirectMaxColumns = 9;               // a 3x3 window on one channel
+constexpr int64_t kDirectMaxForwardFilters = 16;       // beyond it the forward sgemm is wide enough
+constexpr int64_t kDirectMaxWeightGradFilters = 64;
+constexpr int64_t kDirectSmallMaxColumns = 36;         // stride 1: a 3x3 window on up to 4 channels
+constexpr int64_t kDirectSmallMaxFilters = 8;
+constexpr int64_t kDirectMaxInputGradChannels = 8;
+constexpr int64_t kDirectMaxInputGradColumns = 72;     // the transposed window KH*KW*F
+
+// The transposed form of the input gradient is a GEMM with only C output columns; below 16
+// channels sgemm + col2im is faster.
+constexpr int64_t kTransposedMinChannels = 16;
+
+bool stride1(const Conv2dShape& s) { return s.stride_h == 1 && s.stride_w == 1; }
+
+bool pointwise(const Conv2dShape& s) {
+  return s.KH == 1 && s.KW == 1 && stride1(s) && s.pad_top == 0 && s.pad_left == 0;
+}
+
+bool winograd_pays(const Conv2dShape& s) {
+  return s.KH == 3 && s.KW == 3 && stride1(s) && s.C >= kWinogradMinChannels &&
+         s.F >= kWinogradMinChannels;
+}
+
+bool small_stride1(const Conv2dShape& s, int64_t max_filters) {
+  return stride1(s) && s.cols() <= kDirectSmallMaxColumns && s.F <= max_filters;
+}
+
+bool direct_pays(Conv2dPass pass, const Conv2dShape& s) {
+  switch (pass) {
+    case Conv2dPass::kForward:
+      return (s.cols() <= kDirectMaxColumns && s.F <= kDirectMaxForwardFilters) ||
+             small_stride1(s, kDirectSmallMaxFilters);
+    case Conv2dPass::kWeightGrad:
+      // The stride-1 weight-gradient loops keep their sums spread over vectors of 8 filters.
+      return (s.cols() <= kDirectMaxColumns && s.F <= kDirectMaxWeightGradFilters) ||
+             (small_stride1(s, kDirectSmallMaxFilters) && 8 % s.F == 0 &&
+              s.KH <= kConv2dDirectMaxKernelRows);
+    case Conv2dPass::kInputGrad:
+      return stride1(s) && s.C <= kDirectMaxInputGradChannels &&
+             s.KH * s.KW * s.F <= kDirectMaxInputGradColumns && s.KH <= kConv2dDirectMaxKernelRows;
+  }
+  return false;
+}
+
+}  // namespace
+
+Conv2dForm conv2d_choose_gemm(Conv2dPass pass, const Conv2dShape& s) {
+  if (pointwise(s)) return Conv2dForm::kPointwise;
+  if (pass == Conv2dPass::kInputGrad && stride1(s) && s.C >= kTransposedMinChannels)
+    return Conv2dForm::kTransposed;
+  return Conv2dForm::kIm2col;
+}
+
+Conv2dForm conv2d_choose(Conv2dPass pass, const Conv2dShape& s) {
+  if (winograd_pays(s)) return Conv2dForm::kWinograd;
+  if (direct_pays(pass, s)) return Conv2dForm::kDirect;
+  return conv2d_choose_gemm(pass, s);
+}
+
+bool conv2d_form_applies(Conv2dForm form, Conv2dPass pass, const Conv2dShape& s) {
+  switch (form) {
+    case Conv2dForm::kIm2col: return true;
+    case Conv2dForm::kPointwise: return pointwise(s);
+    case Conv2dForm::kTransposed: return pass == Conv2dPass::kInputGrad && stride1(s);
+    case Conv2dForm::kDirect:
+      return pass != Conv2dPass::kInputGrad || (stride1(s) && s.KH <= kConv2dDirectMaxKernelRows);
+    case Conv2dForm::kWinograd: return s.KH == 3 && s.KW == 3 && stride1(s);
+  }
+  return false;
+}
+
+const char* conv2d_form_name(Conv2dForm form) {
+  switch (form) {
+    case Conv2dForm::kIm2col: return "im2col";
+    case Conv2dForm::kPointwise: return "pointwise";
+    case Conv2dForm::kTransposed: return "transposed";
+    case Conv2dForm::kDirect: return "direct";
+    case Conv2dForm::kWinograd: return "winograd";
+  }
+  return "?";
+}
+
+const char* conv2d_pass_name(Conv2dPass pass) {
+  switch (pass) {
+    case Conv2dPass::kForward: return "forward";
+    case Conv2dPass::kInputGrad: return "input_grad";
+    case Conv2dPass::kWeightGrad: return "weight_grad";
+  }
+  return "?";
+}
+
+}  // namespace kiln
