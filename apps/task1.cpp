@@ -171,7 +171,7 @@ int run(int raw_argc, char** raw_argv) {
     const History history = fit(*model, adam, split.train,
                                 {.epochs = f.epochs, .batch_size = f.batch_size,
                                  .validation = &split.valid, .validation_freq = 1, .seed = seed,
-                                 .on_epoch_begin = {}, .validate = {},
+                                 .loss = {}, .on_epoch_begin = {}, .on_batch_end = {}, .on_epoch_end = {}, .validate = {},
                                  .checkpoint_path = f.checkpoint_path(r + 1),
                                  .checkpoint_every = f.checkpoint_every, .checkpoint_note = "",
                                  .resume = f.resume, .communicator = f.communicator,

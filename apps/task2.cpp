@@ -162,7 +162,7 @@ int run(int raw_argc, char** raw_argv) {
                                       {.batches = recal_batches, .batch_size = f.batch_size, .seed = seed});
     FitOptions options{.epochs = f.epochs, .batch_size = f.batch_size, .validation = &valid,
                        .validation_freq = valid_freq, .seed = seed, .augmentation = &augmentation,
-                       .on_epoch_begin = {}, .validate = {}, .checkpoint_path = f.checkpoint_path(r + 1),
+                       .loss = {}, .on_epoch_begin = {}, .on_batch_end = {}, .on_epoch_end = {}, .validate = {}, .checkpoint_path = f.checkpoint_path(r + 1),
                        .checkpoint_every = f.checkpoint_every, .checkpoint_note = "", .resume = f.resume,
                        .communicator = f.communicator, .sync_batch_norm = f.sync_batch_norm};
     if (recalibrate) options.validate = [&](int64_t epoch) { return recal.validate(epoch); };

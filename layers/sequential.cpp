@@ -68,6 +68,36 @@ std::string group_digits(int64_t n) {
   return out;
 }
 
+std::string shape_text(const Tensor& y) {
+  Shape s = y.shape();
+  s[0] = -1;
+  std::string shape = "(None";
+  for (size_t i = 1; i < s.size(); ++i) shape.append(", ").append(std::to_string(s[i]));
+  return shape + ")";
+}
+
+std::string type_text(const Module& m) {
+  std::string type = m.type_name();
+  if (const std::string d = m.describe(); !d.empty()) type.append(" ").append(d);
+  return type;
+}
+
+// The leaves under m, with their parameter counts and no output shape ("?").
+void list_unrun(const Module& m, const std::string& name, std::vector<Row>& rows) {
+  const auto children = m.named_children();
+  if (children.empty()) {
+    rows.push_back({name, type_text(m), "?", m.count_trainable() + m.count_non_trainable()});
+    return;
+  }
+  int64_t in_children = 0;
+  for (const auto& [child_name, child] : children) {
+    list_unrun(*child, name + "." + child_name, rows);
+    in_children += child->count_trainable() + child->count_non_trainable();
+  }
+  if (const int64_t own = m.count_trainable() + m.count_non_trainable() - in_children; own > 0)
+    rows.push_back({name, m.type_name(), "?", own});
+}
+
 // Runs x through `m`, one leaf layer at a time, recording each leaf's output shape.
 Tensor walk(Module& m, const std::string& name, const Tensor& x, std::vector<Row>& rows) {
   if (auto* seq = dynamic_cast<Sequential*>(&m)) {
@@ -78,16 +108,21 @@ Tensor walk(Module& m, const std::string& name, const Tensor& x, std::vector<Row
     return h;
   }
   Tensor y = m.forward(x);
-  Shape s = y.shape();
-  s[0] = -1;
-  std::string shape = "(None";
-  // Appended piece by piece: GCC 12 warns (-Wrestrict, a false positive) on `", " + string&&`
-  // and `" " + string&&`.
-  for (size_t i = 1; i < s.size(); ++i) shape.append(", ").append(std::to_string(s[i]));
-  shape += ")";
-  std::string type = m.type_name();
-  if (const std::string d = m.describe(); !d.empty()) type.append(" ").append(d);
-  rows.push_back({name, type, shape, m.count_trainable() + m.count_non_trainable()});
+  const auto children = m.named_children();
+  if (!children.empty()) {
+    // A composite module of the user's own: its forward decides how the children connect, so
+    // they are listed, each with its parameters, without output shapes, and the module's own
+    // row after them carries its output shape.
+    int64_t in_children = 0;
+    for (const auto& [child_name, child] : children) {
+      list_unrun(*child, name.empty() ? child_name : name + "." + child_name, rows);
+      in_children += child->count_trainable() + child->count_non_trainable();
+    }
+    rows.push_back({name.empty() ? "(output)" : name, m.type_name(), shape_text(y),
+                    m.count_trainable() + m.count_non_trainable() - in_children});
+    return y;
+  }
+  rows.push_back({name, type_text(m), shape_text(y), m.count_trainable() + m.count_non_trainable()});
   return y;
 }
 

@@ -13,10 +13,9 @@
 #include "core/ops/ops.h"
 #include "core/runtime/random.h"
 #include "data/augment/augment.h"
-#include "layers/batch_norm2d.h"
 #include "layers/io/model_file.h"
 #include "optim/train/checkpoint.h"
-#include "optim/train/distributed/distributed.h"
+#include "optim/train/distributed/data_parallel.h"
 #include "optim/train/metrics.h"
 #include "optim/train/progress.h"
 
@@ -59,48 +58,37 @@ uint64_t data_and_settings_hash(const Dataset& train, const FitOptions& o) {
   return h;
 }
 
-// Every BatchNorm2d in the model, depth first.
-void collect_batch_norms(Module& m, std::vector<BatchNorm2d*>& out) {
-  if (auto* bn = dynamic_cast<BatchNorm2d*>(&m)) out.push_back(bn);
-  for (const auto& [name, child] : m.named_children()) collect_batch_norms(*child, out);
-}
-
-// Synchronises the model's batch-norm layers over comm while it lives (the training steps
-// of an epoch; validation and recalibration on rank 0 alone must not wait for the others).
-class SyncBatchNorm {
- public:
-  SyncBatchNorm(Module& model, Communicator* comm) {
-    if (comm == nullptr) return;
-    collect_batch_norms(model, layers_);
-    for (BatchNorm2d* bn : layers_) bn->synchronise([comm](double* v, int64_t n) { comm->allreduce_sum(v, n); });
-  }
-  ~SyncBatchNorm() {
-    for (BatchNorm2d* bn : layers_) bn->synchronise({});
-  }
-  SyncBatchNorm(const SyncBatchNorm&) = delete;
-  SyncBatchNorm& operator=(const SyncBatchNorm&) = delete;
-
- private:
-  std::vector<BatchNorm2d*> layers_;
-};
-
 }  // namespace
 
-History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& o) {
+namespace {
+
+// Restores the checkpoint at o.checkpoint_path when resuming; the epochs it holds.
+int64_t resume_from_checkpoint(const FitOptions& o, Module& model, Optimizer& optimizer,
+                               const NamedGenerators& generators, History& history, bool quiet) {
+  if (!o.resume || o.checkpoint_path.empty() || !std::filesystem::exists(o.checkpoint_path)) return 0;
+  const Checkpoint c = read_checkpoint(o.checkpoint_path);
+  if (c.epochs_done > o.epochs)
+    throw FileError(o.checkpoint_path, "the checkpoint is after epoch " + std::to_string(c.epochs_done) +
+                                           " but this run has only " + std::to_string(o.epochs) + " epochs");
+  if (c.history.has_auc != o.auc)
+    throw FileError(o.checkpoint_path, "the checkpoint's history was recorded with a different AUC setting");
+  restore_checkpoint(c, o.checkpoint_path, model, optimizer, generators);
+  history = c.history;
+  if (!quiet)
+    std::printf("resumed from %s after epoch %lld of %lld\n", o.checkpoint_path.c_str(),
+                static_cast<long long>(c.epochs_done), static_cast<long long>(o.epochs));
+  return c.epochs_done;
+}
+
+void check_fit_arguments(const Dataset& train, const FitOptions& o, const DataParallel* parallel) {
   check_arg(o.epochs >= 0 && o.batch_size >= 1 && o.validation_freq >= 1, "fit",
             "epochs " + std::to_string(o.epochs) + ", batch_size " + std::to_string(o.batch_size) +
                 ", validation_freq " + std::to_string(o.validation_freq) + " are not all valid");
   check_arg(train.size() > 0, "fit", "the training set is empty");
-  check_arg(model.ends_in_softmax(), "fit",
-            "the model must end in a softmax (fit trains with softmax + categorical cross-entropy)");
-  Communicator* comm = o.communicator != nullptr && o.communicator->size() > 1 ? o.communicator : nullptr;
-  const int rank = comm ? comm->rank() : 0;
-  const int ranks = comm ? comm->size() : 1;
-  const bool quiet = o.quiet || rank != 0;
-  const bool sync_bn = comm != nullptr && o.sync_batch_norm;
-  if (sync_bn) {
+  if (parallel && parallel->sync_batch_norm()) {
     // Synchronised batch norm needs rows on every rank in every batch (a rank without rows
     // would skip the layers' allreduces): the full batches and the last, shorter one.
+    const int ranks = parallel->ranks();
     const int64_t last = train.size() % o.batch_size;
     check_arg(std::min(o.batch_size, train.size()) >= ranks && (last == 0 || last >= ranks), "fit",
               "sync_batch_norm needs at least one row per rank (" + std::to_string(ranks) +
@@ -108,38 +96,27 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
                   std::to_string(train.size()) + " rows leave " +
                   std::to_string(last == 0 ? std::min(o.batch_size, train.size()) : last) + " in one");
   }
+}
+
+}  // namespace
+
+History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& o) {
+  Communicator* comm = o.communicator != nullptr && o.communicator->size() > 1 ? o.communicator : nullptr;
+  std::optional<DataParallel> parallel;
+  if (comm) parallel.emplace(*comm, o.sync_batch_norm);
+  check_fit_arguments(train, o, parallel ? &*parallel : nullptr);
+  const int rank = comm ? comm->rank() : 0;
+  const bool quiet = o.quiet || rank != 0;
   History history;
   history.has_auc = o.auc;
   Batcher batcher(train, o.batch_size, o.seed, o.shuffle);
   Generator augment_rng(mix64(o.seed ^ 0xa06a06a06ULL));
   const int64_t steps = batcher.batches_per_epoch();
   const NamedGenerators fit_generators = {{"fit.augmentation", &augment_rng}};
-
-  int64_t first_epoch = 0;
-  if (o.resume && !o.checkpoint_path.empty() && std::filesystem::exists(o.checkpoint_path)) {
-    const Checkpoint c = read_checkpoint(o.checkpoint_path);
-    if (c.epochs_done > o.epochs)
-      throw FileError(o.checkpoint_path, "the checkpoint is after epoch " + std::to_string(c.epochs_done) +
-                                                  " but this run has only " + std::to_string(o.epochs) + " epochs");
-    if (c.history.has_auc != o.auc)
-      throw FileError(o.checkpoint_path, "the checkpoint's history was recorded with a different AUC setting");
-    restore_checkpoint(c, o.checkpoint_path, model, optimizer, fit_generators);
-    history = c.history;
-    first_epoch = c.epochs_done;
-    if (!quiet)
-      std::printf("resumed from %s after epoch %lld of %lld\n", o.checkpoint_path.c_str(),
-                  static_cast<long long>(first_epoch), static_cast<long long>(o.epochs));
-  }
+  const int64_t first_epoch = resume_from_checkpoint(o, model, optimizer, fit_generators, history, quiet);
   const bool validates = o.validation != nullptr || static_cast<bool>(o.validate);
-  if (comm) {
-    NamedTensors parameters = model.named_parameters(), buffers = model.named_buffers();
-    check_same(*comm, "the model (its parameters' and buffers' names and shapes)",
-               structure_hash(parameters) ^ mix64(structure_hash(buffers)));
-    check_same(*comm, "the training data or the fit settings", data_and_settings_hash(train, o));
-    check_same(*comm, "where training starts (the epoch a checkpoint resumes after)", static_cast<uint64_t>(first_epoch));
-    broadcast_tensors(*comm, parameters);
-    broadcast_tensors(*comm, buffers);
-  }
+  if (parallel) parallel->start(model, data_and_settings_hash(train, o), first_epoch);
+  TrainStepOptions step_options{.loss = o.loss, .parallel = parallel ? &*parallel : nullptr};
 
   for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
     if (o.on_epoch_begin) o.on_epoch_begin(epoch, optimizer);
@@ -151,67 +128,33 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     int64_t correct = 0, seen = 0, step = 0;
     std::vector<float> scores;
     std::vector<int32_t> score_labels;
-    std::optional<SyncBatchNorm> synchronised;
-    if (sync_bn) synchronised.emplace(model, comm);
+    std::optional<DataParallel::BatchNormScope> synchronised;
+    if (parallel) synchronised.emplace(parallel->synchronise_batch_norm(model));
     while (batcher.next()) {
-      const Batch& b = batcher.batch();
       // Every rank augments the whole global batch with the same stream (so the draws do not
-      // depend on the number of ranks) and keeps its shard of rows.
-      const Tensor x_all = o.augmentation ? (*o.augmentation)(b.x, augment_rng, true) : b.x;
-      const int64_t lo = b.size() * rank / ranks, hi = b.size() * (rank + 1) / ranks;
-      const int64_t n = hi - lo;
-      optimizer.zero_grad();
-      double figures_now[3] = {0, 0, static_cast<double>(n)};  // loss * rows, correct, rows
-      if (n > 0) {
-        const Tensor x = comm ? x_all.slice(lo, hi) : x_all;
-        const Tensor y = comm ? b.y_onehot.slice(lo, hi) : b.y_onehot;
-        const std::vector<int32_t> labels(b.labels.begin() + lo, b.labels.begin() + hi);
-        Tensor logits = model.forward_logits(x);
-        Tensor loss = softmax_cross_entropy(logits, y);
-        Tensor reg = model.regularization_loss();
-        if (reg.defined()) loss = add(loss, reg);
-        if (sync_bn) {
-          // Through the shared statistics every rank's rows affect every rank's loss, so each
-          // rank back-propagates its share of the global loss (weight n/B) and the gradients
-          // are then summed with weight 1, rather than weighting finished shard gradients.
-          mul(loss, static_cast<float>(n) / static_cast<float>(b.size())).backward();
-        } else {
-          loss.backward();
-        }
-        figures_now[0] = static_cast<double>(loss.item()) * n;
-        figures_now[1] = std::llround(accuracy(logits, labels) * n);
-        if (o.auc) {
-          NoGradGuard no_grad;
-          append_positive_scores(softmax(logits), scores);
-          score_labels.insert(score_labels.end(), labels.begin(), labels.end());
-        }
-      }
-      if (comm) {
-        allreduce_gradients(*comm, optimizer.params(),
-                            sync_bn ? 1.0f : static_cast<float>(n) / static_cast<float>(b.size()));
-        comm->allreduce_sum(figures_now, 3);
-      }
-      optimizer.step();
-
-      const double l = figures_now[0] / figures_now[2];
-      if (!std::isfinite(l))
-        throw std::runtime_error("fit: the loss became " + std::to_string(l) + " at epoch " +
+      // depend on the number of ranks); train_step keeps this rank's shard of rows.
+      Batch b = batcher.batch();
+      if (o.augmentation) b.x = (*o.augmentation)(b.x, augment_rng, true);
+      const StepResult r = train_step(model, optimizer, b, step_options);
+      if (!std::isfinite(r.loss))
+        throw std::runtime_error("fit: the loss became " + std::to_string(r.loss) + " at epoch " +
                                  std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) +
                                  " (try a lower learning rate)");
-      loss_sum += figures_now[0];
-      correct += static_cast<int64_t>(figures_now[1]);
-      seen += static_cast<int64_t>(figures_now[2]);
+      if (o.auc && r.output.defined()) {
+        NoGradGuard no_grad;
+        append_positive_scores(o.loss && model.ends_in_softmax() ? r.output : softmax(r.output), scores);
+        const DataParallel::Shard mine = parallel ? parallel->shard(b.size()) : DataParallel::Shard{0, b.size()};
+        score_labels.insert(score_labels.end(), b.labels.begin() + mine.first, b.labels.begin() + mine.last);
+      }
+      loss_sum += r.loss_sum;
+      correct += r.correct;
+      seen += r.rows;
       ++step;
       bar.update(step, figures(loss_sum / seen, static_cast<double>(correct) / seen, false, 0));
+      if (o.on_batch_end) o.on_batch_end(epoch, step, r);
     }
     synchronised.reset();
-    if (comm && o.auc) {
-      // The epoch's scores from every rank, on rank 0 (the AUC does not depend on their order).
-      std::vector<float> label_values(score_labels.begin(), score_labels.end());
-      scores = comm->gather(scores, 0);
-      label_values = comm->gather(label_values, 0);
-      score_labels.assign(label_values.begin(), label_values.end());
-    }
+    if (parallel && o.auc) parallel->gather_scores(scores, score_labels);
 
     EpochLog log;
     log.epoch = epoch + 1;
@@ -231,12 +174,13 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     log.seconds = bar.elapsed_seconds();
     bar.finish(text);
     history.epochs.push_back(log);
+    if (o.on_epoch_end) o.on_epoch_end(log);
     const bool last = epoch + 1 == o.epochs;
     if (rank == 0 && !o.checkpoint_path.empty() && (last || (o.checkpoint_every > 0 && (epoch + 1) % o.checkpoint_every == 0)))
       save_checkpoint(o.checkpoint_path, model, optimizer, fit_generators, epoch + 1, history, o.checkpoint_note);
   }
   // Every rank returns once rank 0's checkpoint and validation are done.
-  if (comm) comm->barrier();
+  if (parallel) parallel->barrier();
   model.train();
   return history;
 }
@@ -254,7 +198,9 @@ Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool
   std::vector<int32_t> labels;
   while (batcher.next()) {
     const Batch& b = batcher.batch();
-    const Tensor probs = model.forward(b.x);
+    // A model without a final softmax outputs logits (what the default training loss takes).
+    const Tensor out = model.forward(b.x);
+    const Tensor probs = model.ends_in_softmax() ? out : softmax(out);
     loss_sum += categorical_cross_entropy(probs, b.y_onehot) * b.size();
     correct += static_cast<int64_t>(std::llround(accuracy(probs, b.labels) * b.size()));
     if (auc) {

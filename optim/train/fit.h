@@ -1,4 +1,5 @@
-// The training loop: fit() trains a model with an optimizer over shuffled mini-batches,
+// The training loop: fit() trains a model with an optimizer over shuffled mini-batches, one
+// train_step() (train_step.h) per batch,
 // evaluate() and predict() run it in inference mode in batches. Keras' semantics: the
 // per-epoch training figures are running means over the epoch's batches (with dropout and
 // augmentation active, and the regularisation penalty included in the loss); validation runs
@@ -14,6 +15,7 @@
 #include "data/dataset.h"
 #include "layers/module.h"
 #include "optim/optimizer.h"
+#include "optim/train/train_step.h"
 
 namespace kiln {
 
@@ -25,6 +27,8 @@ struct Evaluation {
   int64_t n = 0;
 };
 
+struct EpochLog;
+
 struct FitOptions {
   int64_t epochs = 1;
   int64_t batch_size = 32;
@@ -35,8 +39,16 @@ struct FitOptions {
   bool quiet = false;                   // no progress output
   bool auc = false;                     // also report ROC AUC (binary problems: class 1 is positive)
   const Augmentation* augmentation = nullptr;  // applied to each training batch
+  // The training loss (train_step.h). Empty: softmax cross-entropy on the model's logits,
+  // for a model that ends in softmax or one that outputs logits. Validation (evaluate) reports
+  // categorical cross-entropy either way; set `validate` for another figure.
+  LossFunction loss;
   // Called before each epoch (0-based), e.g. for a learning-rate schedule.
   std::function<void(int64_t epoch, Optimizer& optimizer)> on_epoch_begin;
+  // Called after each training step: the 0-based epoch, the 1-based step in it, its figures.
+  std::function<void(int64_t epoch, int64_t step, const StepResult& result)> on_batch_end;
+  // Called after each epoch with its log (validation included), before its checkpoint.
+  std::function<void(const EpochLog& log)> on_epoch_end;
   // Replaces the default validation (evaluate() on *validation) at validation epochs, e.g. to
   // re-estimate batch-norm statistics first; gets the 1-based epoch just finished. With it set,
   // `validation` may be null.
@@ -84,7 +96,8 @@ struct History {
 
 
 History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& options);
-// Inference-mode loss (categorical cross-entropy on the softmax output), accuracy and
+// Inference-mode loss (categorical cross-entropy on the softmax output, or on the softmax of
+// the output for a model that does not end in softmax), accuracy and
 // optionally AUC over the whole dataset. Restores the model's training mode afterwards.
 Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size = 256, bool auc = false);
 // x: [N,...] -> the model's outputs [N,K] (probabilities for a softmax model), in batches.
