@@ -81,7 +81,7 @@ void activate(std::vector<float>& v, Act act) {
   }
 }
 
-// --- the weights file, read with the HDF5 C API ---------------------------------------------
+// --- the model file's weights, read with the HDF5 C API ---------------------------------------------
 
 namespace {
 
@@ -95,7 +95,7 @@ struct Handle {
 };
 
 std::string read_string_attribute(hid_t file, const char* name, const std::string& path) {
-  if (H5Aexists(file, name) <= 0) throw std::runtime_error(path + ": no '" + name + "' attribute (not a kiln weights file)");
+  if (H5Aexists(file, name) <= 0) throw std::runtime_error(path + ": no '" + name + "' attribute (not a kiln model file)");
   Handle attr{H5Aopen(file, name, H5P_DEFAULT), H5Aclose};
   Handle type{H5Aget_type(attr.id), H5Tclose};
   if (H5Tget_class(type.id) != H5T_STRING || H5Tis_variable_str(type.id) > 0)
@@ -149,15 +149,16 @@ std::map<std::string, Array> read_weights(const std::string& path, const std::ve
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors are reported here, naming the file
   Handle file{H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose};
   if (file.id < 0) throw std::runtime_error(path + ": cannot open as HDF5");
-  const std::string format = read_string_attribute(file.id, "format", path);
-  if (format != "kiln-weights")
-    throw std::runtime_error(path + ": format '" + format + "', expected 'kiln-weights'");
+  // kiln's model file (layers/io/model_file.h): the parameters are /parameters/<dotted name>.
+  const std::string format = read_string_attribute(file.id, "kiln_format", path);
+  if (format != "kiln-model")
+    throw std::runtime_error(path + ": kiln_format '" + format + "', expected 'kiln-model'");
   const int version = read_int_attribute(file.id, "version", path);
   if (version != 1)
-    throw std::runtime_error(path + ": weights file version " + std::to_string(version) +
+    throw std::runtime_error(path + ": model file version " + std::to_string(version) +
                              ", this reader knows version 1");
   std::map<std::string, Array> out;
-  for (const std::string& name : names) out[name] = read_array(file.id, name, path);
+  for (const std::string& name : names) out[name] = read_array(file.id, "parameters/" + name, path);
   return out;
 }
 

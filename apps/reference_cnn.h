@@ -1,7 +1,7 @@
 // A second, independent forward path for the lab's Task 1 CNN, written the way the lab's
 // hand-made cnn.py was: one image at a time, direct loops over plain std::vector<float>, no
-// GEMM, no autograd, no kiln ops, and its own reader for the weights file (the HDF5 C API,
-// while kiln writes it with the C++ API). task1 runs the trained weights through both paths;
+// GEMM, no autograd, no kiln ops, and its own reader for the model file's weights (the HDF5 C
+// API, while kiln writes it with the C++ API). task1 runs the trained weights through both paths;
 // if kiln's im2col/sgemm convolution, pooling, flatten order or softmax were wrong, the two
 // would disagree.
 //
@@ -34,15 +34,15 @@ std::vector<float> dense(const std::vector<float>& x, const std::vector<float>& 
 // In place: max(0, v) for Relu; exp(v - max) / sum for Softmax; nothing for Linear.
 void activate(std::vector<float>& v, Act act);
 
-// One dataset of a weights file.
+// One parameter of a model file.
 struct Array {
   std::vector<int64_t> shape;
   std::vector<float> data;
 };
 
-// Reads the named datasets of a kiln weights file (format "kiln-weights", version 1). Throws
-// std::runtime_error naming the file and the dataset for a missing file, a wrong format or
-// version attribute, or a missing dataset.
+// Reads the named parameters (/parameters/<name>) of a kiln model file (kiln_format
+// "kiln-model", version 1; layers/io/model_file.h). Throws std::runtime_error naming the file
+// and the dataset for a missing file, a wrong format or version attribute, or a missing dataset.
 std::map<std::string, Array> read_weights(const std::string& path, const std::vector<std::string>& names);
 
 // The lab's Task 1 network: conv 3x3 (relu) -> pool -> conv 3x3 (relu) -> pool -> flatten ->

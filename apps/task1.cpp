@@ -14,6 +14,7 @@
 #include "core/ops/ops.h"
 #include "core/runtime/random.h"
 #include "data/formats/idx.h"
+#include "layers/io/model_file.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
 #include "layers/flatten.h"
@@ -129,7 +130,7 @@ int run(int raw_argc, char** raw_argv) {
                  "check on one image.\n\nWrites into --out: results.json (every printed figure, "
                  "the settings, seeds and wall time) and per run run<r>/history.csv, "
                  "run<r>/curves.png (loss and accuracy, train vs validation) and "
-                 "run<r>/weights.h5. Run r uses seed --seed + r - 1; `--seed S --runs 1` repeats "
+                 "run<r>/model.h5. Run r uses seed --seed + r - 1; `--seed S --runs 1` repeats "
                  "the run that had seed S. Figures at the top of results.json are run 1's.");
   const app::CommonDefaults defaults{.data_dir = "data/mnist", .out_dir = "out/task1", .epochs = 10,
                                      .batch_size = 128, .runs = 1, .quick_epochs = 3, .quick_runs = 1};
@@ -184,8 +185,8 @@ int run(int raw_argc, char** raw_argv) {
     history.write_csv(f.out_dir + "/" + run_dir + "/history.csv");
     write_history_png(f.out_dir + "/" + run_dir + "/curves.png", history,
                       {.title = "task1 run " + std::to_string(r + 1) + ", seed " + std::to_string(seed)});
-    const std::string weights = f.out_dir + "/" + run_dir + "/weights.h5";
-    app::write_weights_file(weights, *model);
+    const std::string weights = f.out_dir + "/" + run_dir + "/model.h5";
+    save_model(weights, *model, {train_raw.h, train_raw.w, train_raw.c}, "task1");
 
     // Table 2: the saved file, read back by the reference path's own reader.
     const reference::Task1Cnn ref = reference::Task1Cnn::load(weights, static_cast<int>(train_raw.h),
@@ -231,7 +232,7 @@ int run(int raw_argc, char** raw_argv) {
         {"images", {{"train", split.train.size()}, {"valid", split.valid.size()}, {"test", split.test.size()}}},
         {"history", run_dir + "/history.csv"},
         {"plot", run_dir + "/curves.png"},
-        {"weights", run_dir + "/weights.h5"},
+        {"model", run_dir + "/model.h5"},
         {"seconds", run_clock.seconds()}};
     runs.push_back(run_json);
     if (r == 0) {
@@ -268,7 +269,7 @@ int run(int raw_argc, char** raw_argv) {
   results["report"] = report_json();
   results["wall_seconds"] = clock.seconds();
   app::write_json_file(f.out_dir + "/results.json", results);
-  std::printf("\nwrote %s/results.json and run<r>/{history.csv,curves.png,weights.h5}; %.1f s\n",
+  std::printf("\nwrote %s/results.json and run<r>/{history.csv,curves.png,model.h5}; %.1f s\n",
               f.out_dir.c_str(), clock.seconds());
   return 0;
 }

@@ -13,6 +13,7 @@
 #include "core/ops/ops.h"
 #include "data/formats/idx.h"
 #include "data/lab/lab_augmentation.h"
+#include "layers/io/model_file.h"
 #include "layers/zoo/lab_models.h"
 #include "optim/adam.h"
 #include "optim/report/plot_history.h"
@@ -73,7 +74,7 @@ int run(int raw_argc, char** raw_argv) {
                  "repeat one run exactly, pass its seed (printed, and in results.json) with "
                  "`--seed S --runs 1` and the same --threads.\n\n"
                  "Writes into --out: results.json and per run run<r>/history.csv, "
-                 "run<r>/curves.png and run<r>/weights.h5.");
+                 "run<r>/curves.png and run<r>/model.h5.");
   const app::CommonDefaults defaults{.data_dir = "data/mnist", .out_dir = "out/task2", .epochs = 110,
                                      .batch_size = 16, .runs = 5, .quick_epochs = 15, .quick_runs = 2};
   app::add_common_flags(args, defaults);
@@ -182,7 +183,7 @@ int run(int raw_argc, char** raw_argv) {
     history.write_csv(f.out_dir + "/" + run_dir + "/history.csv");
     write_history_png(f.out_dir + "/" + run_dir + "/curves.png", history,
                       {.title = "task2 run " + std::to_string(r + 1) + ", seed " + std::to_string(seed)});
-    app::write_weights_file(f.out_dir + "/" + run_dir + "/weights.h5", *model);
+    save_model(f.out_dir + "/" + run_dir + "/model.h5", *model, {train_raw.h, train_raw.w, train_raw.c}, "task2");
     train_evals.push_back(train_eval);
     test_evals.push_back(test_eval);
     penalties.push_back(penalty);
@@ -193,7 +194,7 @@ int run(int raw_argc, char** raw_argv) {
                     {"images", {{"train", split.train.size()}, {"valid", valid.size()}, {"test", test.size()}}},
                     {"history", run_dir + "/history.csv"},
                     {"plot", run_dir + "/curves.png"},
-                    {"weights", run_dir + "/weights.h5"},
+                    {"model", run_dir + "/model.h5"},
                     {"seconds", run_clock.seconds()}});
     write_results(false);
   }
@@ -233,7 +234,7 @@ int run(int raw_argc, char** raw_argv) {
               percent(kReportMean).c_str(), percent(kTarget, 0).c_str(), mean >= kTarget ? "met" : "missed");
 
   write_results(true);
-  std::printf("\nwrote %s/results.json and run<r>/{history.csv,curves.png,weights.h5}; %.1f s\n",
+  std::printf("\nwrote %s/results.json and run<r>/{history.csv,curves.png,model.h5}; %.1f s\n",
               f.out_dir.c_str(), clock.seconds());
   return 0;
 }

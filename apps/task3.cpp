@@ -15,6 +15,7 @@
 #include "core/runtime/random.h"
 #include "data/lab/lab_augmentation.h"
 #include "data/formats/pcam.h"
+#include "layers/io/model_file.h"
 #include "layers/zoo/lab_models.h"
 #include "optim/adam.h"
 #include "optim/train/checkpoint.h"
@@ -146,7 +147,7 @@ int run(int raw_argc, char** raw_argv) {
                  "that had seed S (with the same --threads). A full run takes about an hour on 2 "
                  "cores.\n\nWrites into --out: results.json, predictions.csv (id,class for every "
                  "test image, from the run with the best validation accuracy) and per run "
-                 "run<r>/history.csv, run<r>/curves.png, run<r>/predictions.csv, run<r>/weights.h5.");
+                 "run<r>/history.csv, run<r>/curves.png, run<r>/predictions.csv, run<r>/model.h5.");
   const app::CommonDefaults defaults{.data_dir = "data/pcam", .out_dir = "out/task3", .epochs = 16,
                                      .batch_size = 70, .runs = 4, .quick_epochs = 2, .quick_runs = 1};
   app::add_common_flags(args, defaults);
@@ -289,7 +290,7 @@ int run(int raw_argc, char** raw_argv) {
                       {.title = "task3 run " + std::to_string(r + 1) + ", seed " + std::to_string(seed)});
     run_predictions.push_back(predictions_csv(test_probs));
     app::write_text_file(f.out_dir + "/" + run_dir + "/predictions.csv", run_predictions.back());
-    app::write_weights_file(f.out_dir + "/" + run_dir + "/weights.h5", *model);
+    save_model(f.out_dir + "/" + run_dir + "/model.h5", *model, {train_raw.h, train_raw.w, train_raw.c}, "task3");
     train_evals.push_back(train_eval);
     valid_evals.push_back(valid_eval);
     penalties.push_back(penalty);
@@ -301,7 +302,7 @@ int run(int raw_argc, char** raw_argv) {
                      {"history", run_dir + "/history.csv"},
                      {"plot", run_dir + "/curves.png"},
                      {"predictions", run_dir + "/predictions.csv"},
-                     {"weights", run_dir + "/weights.h5"},
+                     {"model", run_dir + "/model.h5"},
                      {"seconds", run_clock.seconds()}};
     if (test_labelled) {
       run_json["test"] = app::figures_json(test_eval, true, penalty);
@@ -353,7 +354,7 @@ int run(int raw_argc, char** raw_argv) {
 
   write_results(true);
   std::printf("\nwrote %s/results.json, predictions.csv and run<r>/{history.csv,curves.png,"
-              "predictions.csv,weights.h5}; %.1f s\n",
+              "predictions.csv,model.h5}; %.1f s\n",
               f.out_dir.c_str(), clock.seconds());
   return 0;
 }

@@ -1,4 +1,5 @@
 #include "layers/activation.h"
+#include "layers/layer_registry.h"
 
 #include <stdexcept>
 
@@ -43,5 +44,18 @@ std::string ActivationLayer::type_name() const {
     default: return "Activation";
   }
 }
+
+// --- model file registration (layers/layer_registry.h) ---
+
+void link_activation_layer_type() {}
+
+namespace {
+const bool registered = register_layer<ActivationLayer>(
+    "Activation", 1,
+    [](const ActivationLayer& a) { return nlohmann::json{{"activation", activation_name(a.activation())}}; },
+    [](const nlohmann::json& j) {
+      return std::make_shared<ActivationLayer>(parse_activation(j.at("activation").get<std::string>()));
+    });
+}  // namespace
 
 }  // namespace kiln

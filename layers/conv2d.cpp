@@ -1,5 +1,7 @@
 #include "layers/conv2d.h"
 
+#include "layers/layer_registry.h"
+
 namespace kiln {
 
 Conv2D::Conv2D(const Conv2DOptions& o) : options_(o) {
@@ -36,5 +38,27 @@ std::string Conv2D::describe() const {
 Tensor Conv2D::regularization_loss() const {
   return options_.l2 > 0 ? l2_penalty(*kernel_, options_.l2) : Tensor();
 }
+
+// --- model file registration (layers/layer_registry.h) ---
+
+void link_conv2d_layer_type() {}
+
+namespace {
+const bool registered = register_layer<Conv2D>(
+    "Conv2D", 1,
+    [](const Conv2D& c) {
+      const Conv2DOptions& o = c.options();
+      return nlohmann::json{{"in_channels", o.in_channels}, {"filters", o.filters}, {"kernel", o.kernel},
+                            {"stride", o.stride}, {"padding", padding_name(o.padding)}, {"use_bias", o.use_bias},
+                            {"activation", activation_name(o.activation)}, {"l2", o.l2}};
+    },
+    [](const nlohmann::json& j) {
+      return std::make_shared<Conv2D>(Conv2DOptions{
+          .in_channels = j.at("in_channels").get<int64_t>(), .filters = j.at("filters").get<int64_t>(),
+          .kernel = j.at("kernel").get<int>(), .stride = j.at("stride").get<int>(),
+          .padding = padding_named(j.at("padding").get<std::string>()), .use_bias = j.at("use_bias").get<bool>(),
+          .activation = parse_activation(j.at("activation").get<std::string>()), .l2 = j.at("l2").get<float>()});
+    });
+}  // namespace
 
 }  // namespace kiln

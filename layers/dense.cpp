@@ -1,5 +1,7 @@
 #include "layers/dense.h"
 
+#include "layers/layer_registry.h"
+
 namespace kiln {
 
 Dense::Dense(const DenseOptions& o) : options_(o) {
@@ -25,5 +27,26 @@ std::string Dense::describe() const {
 Tensor Dense::regularization_loss() const {
   return options_.l2 > 0 ? l2_penalty(*kernel_, options_.l2) : Tensor();
 }
+
+// --- model file registration (layers/layer_registry.h) ---
+
+void link_dense_layer_type() {}
+
+namespace {
+const bool registered = register_layer<Dense>(
+    "Dense", 1,
+    [](const Dense& d) {
+      const DenseOptions& o = d.options();
+      return nlohmann::json{{"in_features", o.in_features}, {"units", o.units}, {"use_bias", o.use_bias},
+                            {"activation", activation_name(o.activation)}, {"l2", o.l2}};
+    },
+    [](const nlohmann::json& j) {
+      return std::make_shared<Dense>(DenseOptions{.in_features = j.at("in_features").get<int64_t>(),
+                                                  .units = j.at("units").get<int64_t>(),
+                                                  .use_bias = j.at("use_bias").get<bool>(),
+                                                  .activation = parse_activation(j.at("activation").get<std::string>()),
+                                                  .l2 = j.at("l2").get<float>()});
+    });
+}  // namespace
 
 }  // namespace kiln

@@ -251,16 +251,6 @@ void write_json_file(const std::string& path, const nlohmann::json& doc) {
   write_text_file(path, doc.dump(2) + "\n");
 }
 
-void write_weights_file(const std::string& path, const Module& model) {
-  h5::write_atomically(path, [&](H5::H5File& file) {
-    h5::write_string(file, "format", kWeightsFormat);
-    h5::write_int(file, "version", kWeightsVersion);
-    NamedTensors all = model.named_parameters();
-    for (auto& entry : model.named_buffers()) all.push_back(entry);
-    for (const auto& [name, t] : all) h5::write_tensor(file, name, t);
-  });
-}
-
 double regularization_penalty(const Module& model) {
   NoGradGuard no_grad;
   const Tensor r = model.regularization_loss();

@@ -111,12 +111,6 @@ void write_text_file(const std::string& path, const std::string& text);
 // The same for a JSON document, pretty-printed with 2-space indentation.
 void write_json_file(const std::string& path, const nlohmann::json& doc);
 
-// The kiln weights file: one float32 dataset per named parameter and buffer of `model`, named
-// by its dotted name ("conv2d.kernel"), with file attributes format = "kiln-weights" and
-// version = kWeightsVersion. Written through a temporary file and a rename.
-inline constexpr const char* kWeightsFormat = "kiln-weights";
-inline constexpr int kWeightsVersion = 1;
-void write_weights_file(const std::string& path, const Module& model);
 
 // The model's regularisation penalty (the sum of its L2 terms) for the current weights; 0 when
 // it has none. Keras reports a model's loss with this penalty included, in evaluate() as in

@@ -4,19 +4,10 @@
 #include <nlohmann/json.hpp>
 
 #include "core/autograd.h"
-#include "layers/activation.h"
-#include "layers/avg_pool2d.h"
-#include "layers/batch_norm2d.h"
-#include "layers/conv2d.h"
-#include "layers/dense.h"
-#include "layers/dropout.h"
-#include "layers/flatten.h"
 #include "core/io/h5_io.h"
-#include "layers/io/keras/keras_import.h"
-#include "layers/max_pool2d.h"
-#include "layers/permute.h"
-#include "layers/reshape.h"
 #include "core/io/zip_archive.h"
+#include "layers/io/keras/keras_import.h"
+#include "layers/layer_registry.h"
 
 namespace kiln {
 
@@ -25,57 +16,29 @@ using json = nlohmann::json;
 namespace {
 
 constexpr const char* kFormatTag = "kiln-model";
-constexpr const char* kKnownTypes =
-    "Sequential, Conv2D, Dense, BatchNormalization, Dropout, MaxPooling2D, AveragePooling2D, "
-    "Flatten, Reshape, Permute, Activation/ReLU/Softmax";
 
-std::string padding_name(Padding p) { return p == Padding::Same ? "same" : "valid"; }
-
-// The architecture of one module (and its children) as JSON; throws for a module kiln's
-// format does not know.
+// The architecture of one module (and its children) as JSON: a Sequential lists its layers;
+// every other module is a registered layer type (layers/layer_registry.h) whose config
+// follows its name, type and config version, and whose children its build() makes.
 json describe(const Module& m, const std::string& name, const std::string& path) {
   json j = {{"name", name}};
   if (auto* s = dynamic_cast<const Sequential*>(&m)) {
     j["type"] = "Sequential";
     j["layers"] = json::array();
     for (const auto& [child, module] : s->named_children()) j["layers"].push_back(describe(*module, child, path));
-  } else if (auto* c = dynamic_cast<const Conv2D*>(&m)) {
-    const Conv2DOptions& o = c->options();
-    j.update({{"type", "Conv2D"}, {"in_channels", o.in_channels}, {"filters", o.filters}, {"kernel", o.kernel},
-              {"stride", o.stride}, {"padding", padding_name(o.padding)}, {"use_bias", o.use_bias},
-              {"activation", activation_name(o.activation)}, {"l2", o.l2}});
-  } else if (auto* d = dynamic_cast<const Dense*>(&m)) {
-    const DenseOptions& o = d->options();
-    j.update({{"type", "Dense"}, {"in_features", o.in_features}, {"units", o.units}, {"use_bias", o.use_bias},
-              {"activation", activation_name(o.activation)}, {"l2", o.l2}});
-  } else if (auto* b = dynamic_cast<const BatchNorm2d*>(&m)) {
-    const BatchNormOptions& o = b->options();
-    j.update({{"type", "BatchNormalization"}, {"channels", o.channels}, {"momentum", o.momentum},
-              {"epsilon", o.epsilon}});
-  } else if (auto* dr = dynamic_cast<const Dropout*>(&m)) {
-    j.update({{"type", "Dropout"}, {"rate", dr->rate()}});
-  } else if (auto* mp = dynamic_cast<const MaxPool2D*>(&m)) {
-    j.update({{"type", "MaxPooling2D"}, {"pool", mp->options().pool}, {"stride", mp->options().stride},
-              {"padding", padding_name(mp->options().padding)}});
-  } else if (auto* ap = dynamic_cast<const AvgPool2D*>(&m)) {
-    j.update({{"type", "AveragePooling2D"}, {"pool", ap->options().pool}, {"stride", ap->options().stride},
-              {"padding", padding_name(ap->options().padding)}});
-  } else if (dynamic_cast<const Flatten*>(&m)) {
-    j["type"] = "Flatten";
-  } else if (auto* r = dynamic_cast<const Reshape*>(&m)) {
-    j.update({{"type", "Reshape"}, {"target", r->target()}});
-  } else if (auto* p = dynamic_cast<const Permute*>(&m)) {
-    j.update({{"type", "Permute"}, {"dims", p->dims()}});
-  } else if (auto* a = dynamic_cast<const ActivationLayer*>(&m)) {
-    j.update({{"type", "Activation"}, {"activation", activation_name(a->activation())}});
-  } else {
-    throw FileError(path, "cannot save module '" + name + "' of type " + m.type_name() +
-                                   ": kiln's model format describes " + kKnownTypes);
+    return j;
   }
+  const LayerType* t = layer_type_of(m);
+  if (t == nullptr)
+    throw FileError(path, "cannot save module '" + name + "' of type " + m.type_name() +
+                              ": it is not a registered layer type (register it with register_layer, "
+                              "layers/layer_registry.h); registered: Sequential, " + registered_layer_names());
+  j["type"] = t->name;
+  j["version"] = t->version;
+  const json config = t->write_config(m);  // a named local: items() would dangle on a temporary
+  for (const auto& [key, value] : config.items()) j[key] = value;
   return j;
 }
-
-Padding padding_of(const json& j) { return j.at("padding").get<std::string>() == "same" ? Padding::Same : Padding::Valid; }
 
 std::shared_ptr<Module> build(const json& j, const std::string& path) {
   const std::string type = j.at("type").get<std::string>();
@@ -84,38 +47,18 @@ std::shared_ptr<Module> build(const json& j, const std::string& path) {
     for (const json& c : j.at("layers")) s->add(build(c, path), c.at("name").get<std::string>());
     return s;
   }
-  if (type == "Conv2D")
-    return std::make_shared<Conv2D>(Conv2DOptions{
-        .in_channels = j.at("in_channels").get<int64_t>(), .filters = j.at("filters").get<int64_t>(),
-        .kernel = j.at("kernel").get<int>(), .stride = j.at("stride").get<int>(), .padding = padding_of(j),
-        .use_bias = j.at("use_bias").get<bool>(),
-        .activation = parse_activation(j.at("activation").get<std::string>()), .l2 = j.at("l2").get<float>()});
-  if (type == "Dense")
-    return std::make_shared<Dense>(DenseOptions{.in_features = j.at("in_features").get<int64_t>(),
-                                                .units = j.at("units").get<int64_t>(),
-                                                .use_bias = j.at("use_bias").get<bool>(),
-                                                .activation = parse_activation(j.at("activation").get<std::string>()),
-                                                .l2 = j.at("l2").get<float>()});
-  if (type == "BatchNormalization")
-    return std::make_shared<BatchNorm2d>(BatchNormOptions{.channels = j.at("channels").get<int64_t>(),
-                                                          .momentum = j.at("momentum").get<float>(),
-                                                          .epsilon = j.at("epsilon").get<float>()});
-  if (type == "Dropout") return std::make_shared<Dropout>(j.at("rate").get<float>());
-  if (type == "MaxPooling2D")
-    return std::make_shared<MaxPool2D>(MaxPool2DOptions{
-        .pool = j.at("pool").get<int>(), .stride = j.at("stride").get<int>(), .padding = padding_of(j)});
-  if (type == "AveragePooling2D")
-    return std::make_shared<AvgPool2D>(AvgPool2DOptions{
-        .pool = j.at("pool").get<int>(), .stride = j.at("stride").get<int>(), .padding = padding_of(j)});
-  if (type == "Flatten") return std::make_shared<Flatten>();
-  if (type == "Reshape") return std::make_shared<Reshape>(j.at("target").get<Shape>());
-  if (type == "Permute") return std::make_shared<Permute>(j.at("dims").get<std::vector<int64_t>>());
-  if (type == "Activation")
-    return std::make_shared<ActivationLayer>(parse_activation(j.at("activation").get<std::string>()));
-  throw FileError(path, "the architecture has a module '" + j.value("name", "?") + "' of type '" + type +
-                                 "', which this kiln does not know (it knows " + kKnownTypes + ")");
+  const LayerType* t = find_layer_type(type);
+  if (t == nullptr)
+    throw FileError(path, "the architecture has a module '" + j.value("name", "?") + "' of type '" + type +
+                              "', which this kiln does not know (it knows Sequential, " + registered_layer_names() +
+                              "; a type of your own must be registered before loading)");
+  // Files written before layers carried a config version hold version 1 of every config.
+  const int version = j.contains("version") ? j.at("version").get<int>() : 1;
+  if (version != t->version)
+    throw FileError(path, "module '" + j.value("name", "?") + "' of type " + type + " has config version " +
+                              std::to_string(version) + "; this kiln reads version " + std::to_string(t->version));
+  return t->build(j);
 }
-
 
 }  // namespace
 
@@ -136,6 +79,7 @@ void check_model_runs(const Module& model, const Shape& input_shape, const std::
 }
 
 void save_model(const std::string& path, const Module& model, const Shape& input_shape, const std::string& name) {
+  link_builtin_layer_types();
   const json arch = {{"name", name}, {"input_shape", input_shape}, {"model", describe(model, name, path)}};
   check_model_runs(model, input_shape, path);
   h5::write_atomically(path, [&](H5::H5File& f) {
@@ -150,6 +94,7 @@ void save_model(const std::string& path, const Module& model, const Shape& input
 }
 
 LoadedModel load_kiln_model(const std::string& path) {
+  link_builtin_layer_types();
   try {
     H5::H5File f = h5::open_file(path);
     if (!h5::has_attr(f, "kiln_format") || h5::read_string(f, "kiln_format", path) != kFormatTag)
@@ -172,12 +117,7 @@ LoadedModel load_kiln_model(const std::string& path) {
     try {
       m.name = arch.at("name").get<std::string>();
       m.input_shape = arch.at("input_shape").get<Shape>();
-      std::shared_ptr<Module> root = build(arch.at("model"), path);
-      m.model = std::dynamic_pointer_cast<Sequential>(root);
-      if (!m.model) {
-        m.model = std::make_shared<Sequential>();
-        m.model->add(root, arch.at("model").at("name").get<std::string>());
-      }
+      m.model = build(arch.at("model"), path);
     } catch (const json::exception& e) {
       throw FileError(path, std::string("the architecture is malformed: ") + e.what());
     } catch (const std::invalid_argument& e) {

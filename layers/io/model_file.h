@@ -20,7 +20,9 @@
 namespace kiln {
 
 struct LoadedModel {
-  std::shared_ptr<Sequential> model;
+  // A Sequential for Keras files and for kiln files saved from one; the saved module's own
+  // type (a registered layer type, layers/layer_registry.h) otherwise.
+  std::shared_ptr<Module> model;
   // One example's shape as the model takes it, without the batch axis, in the model's own
   // axis order: (28, 28, 1) for a channels-last model, (1, 28, 28) for a channels-first one.
   // model->forward() takes [N, input_shape...].
@@ -39,8 +41,9 @@ constexpr int kModelFileVersion = 1;
 LoadedModel load_model(const std::string& path);
 
 // Writes model (fed one example of shape input_shape) as a kiln model file, atomically.
-// Throws FileError when the model holds a module kiln's format cannot describe or does
-// not run on input_shape.
+// Any module saves whose parts are Sequentials and registered layer types (including a
+// composite module of your own, registered with register_layer). Throws FileError when the
+// model holds an unregistered module or does not run on input_shape.
 void save_model(const std::string& path, const Module& model, const Shape& input_shape,
                 const std::string& name = "model");
 

@@ -127,8 +127,18 @@ TEST_F(AppsSmoke, Task1QuickWritesEverythingAndBothPathsAgree) {
   const int64_t epochs = res["settings"]["epochs"].get<int64_t>();
   expect_history(out / "run1" / "history.csv", epochs, false);
   expect_png(out / "run1" / "curves.png");
-  EXPECT_TRUE(fs::exists(out / "run1" / "weights.h5"));
+  EXPECT_TRUE(fs::exists(out / "run1" / "model.h5"));
   expect_no_temporaries(out);
+  // The run's model file goes straight into `kiln evaluate`, which gets the test accuracy the
+  // app reported: the same model on the same test images, scaled as the lab scales them.
+  const Result eval = run_app("kiln", "evaluate '" + (out / "run1" / "model.h5").string() + "' --data-dir '" +
+                                          kData + "/mnist' --scale 2/255 --shift -1 --json '" +
+                                          (dir_ / "eval.json").string() + "'",
+                              dir_ / "kiln-evaluate.log");
+  ASSERT_EQ(eval.status, 0) << eval.output;
+  const json ev = read_json(dir_ / "eval.json");
+  EXPECT_EQ(ev["format"].get<std::string>(), "kiln");
+  EXPECT_DOUBLE_EQ(ev["accuracy"].get<double>(), res["test"]["accuracy"].get<double>());
 }
 
 // Run r uses seed base + r - 1, so `--seed S --runs 1` repeats the run that had seed S.
@@ -239,12 +249,12 @@ TEST_F(AppsSmoke, Task3EvaluateCheckpointShowsWhatRecalibrationWouldReport) {
   EXPECT_EQ(recalibrated["accuracy"].get<double>(), recal_valid["accuracy"].get<double>());
   EXPECT_EQ(recalibrated["auc"].get<double>(), recal_valid["auc"].get<double>());
   EXPECT_NEAR(recalibrated["loss"].get<double>(), recal_valid["cross_entropy"].get<double>(), 1e-9);
-  // A checkpoint that is not one (the run's weights file) is refused by name.
+  // A checkpoint that is not one (the run's model file) is refused by name.
   const Result bad = run_app("task3", common + " --out '" + eval_dir.string() + "' --evaluate-checkpoint '" +
-                                          (lab / "run1" / "weights.h5").string() + "'",
+                                          (lab / "run1" / "model.h5").string() + "'",
                              dir_ / "task3-bad.log");
   EXPECT_EQ(bad.status, 1) << bad.output;
-  EXPECT_NE(bad.output.find("weights.h5"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("model.h5"), std::string::npos) << bad.output;
 }
 
 TEST_F(AppsSmoke, HelpExitsZeroAndExplainsSeeds) {

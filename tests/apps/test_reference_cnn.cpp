@@ -16,6 +16,7 @@
 #include "apps/common/app_common.h"
 #include "core/autograd.h"
 #include "core/ops/ops.h"
+#include "layers/io/model_file.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
 #include "layers/zoo/lab_models.h"
@@ -125,7 +126,7 @@ class ReferenceFile : public ::testing::Test {
 
 // The whole Task 1 network: kiln's model written by the apps' writer, read back by the
 // reference's own reader, must give the same probabilities and figures on random images.
-TEST_F(ReferenceFile, Task1NetworkAgreesWithKilnThroughTheWeightsFile) {
+TEST_F(ReferenceFile, Task1NetworkAgreesWithKilnThroughTheModelFile) {
   manual_seed(7);
   auto model = task1_model();
   {
@@ -134,8 +135,8 @@ TEST_F(ReferenceFile, Task1NetworkAgreesWithKilnThroughTheWeightsFile) {
     for (auto& [name, t] : model->named_parameters())
       if (name.find("bias") != std::string::npos) t.copy_(Tensor::normal(t.shape(), 0.0f, 0.5f, ++seed));
   }
-  const std::string path = file("weights.h5");
-  app::write_weights_file(path, *model);
+  const std::string path = file("model.h5");
+  save_model(path, *model, {28, 28, 1}, "task1");
   const reference::Task1Cnn ref = reference::Task1Cnn::load(path);
   EXPECT_EQ(ref.classes, 10);
   EXPECT_EQ(ref.channels, 1);
@@ -170,8 +171,8 @@ TEST_F(ReferenceFile, ErrorsNameTheFileAndWhatIsWrong) {
   const std::string bad_version = file("v2.h5");
   {
     H5::H5File f(bad_version, H5F_ACC_TRUNC);
-    const H5::StrType str(H5::PredType::C_S1, 12);
-    f.createAttribute("format", str, H5::DataSpace(H5S_SCALAR)).write(str, std::string("kiln-weights"));
+    const H5::StrType str(H5::PredType::C_S1, 10);
+    f.createAttribute("kiln_format", str, H5::DataSpace(H5S_SCALAR)).write(str, std::string("kiln-model"));
     const int version = 2;
     f.createAttribute("version", H5::PredType::NATIVE_INT, H5::DataSpace(H5S_SCALAR))
         .write(H5::PredType::NATIVE_INT, &version);
@@ -183,11 +184,11 @@ TEST_F(ReferenceFile, ErrorsNameTheFileAndWhatIsWrong) {
     EXPECT_NE(std::string(e.what()).find("version 2"), std::string::npos) << e.what();
   }
 
-  // A kiln weights file of another model: the datasets the reference needs are missing.
+  // A kiln model file of another model: the datasets the reference needs are missing.
   manual_seed(1);
   Conv2D conv({.in_channels = 1, .filters = 2});
   const std::string other = file("other.h5");
-  app::write_weights_file(other, conv);
+  save_model(other, conv, {8, 8, 1}, "conv");
   try {
     reference::Task1Cnn::load(other);
     FAIL() << "no error for a file without the Task 1 datasets";
@@ -196,21 +197,23 @@ TEST_F(ReferenceFile, ErrorsNameTheFileAndWhatIsWrong) {
   }
 }
 
-TEST_F(ReferenceFile, WeightsFileHoldsEveryParameterAndBufferByDottedName) {
+TEST_F(ReferenceFile, ModelFileHoldsEveryParameterByDottedNameAndLoadsBack) {
   manual_seed(3);
   auto model = task2_model();
   const std::string path = file("task2.h5");
-  app::write_weights_file(path, *model);
+  save_model(path, *model, {28, 28, 1}, "task2");
   std::vector<std::string> names;
   for (const auto& [name, t] : model->named_parameters()) names.push_back(name);
-  for (const auto& [name, t] : model->named_buffers()) names.push_back(name);
   const auto arrays = reference::read_weights(path, names);
   for (const auto& [name, t] : model->named_parameters()) {
     ASSERT_TRUE(arrays.count(name)) << name;
     EXPECT_EQ(arrays.at(name).data, t.to_vector()) << name;
     EXPECT_EQ(arrays.at(name).shape, t.shape()) << name;
   }
-  EXPECT_TRUE(arrays.count("block1.batch_normalization.moving_variance"));
+  // The moving statistics are the model file's buffers, and the whole file loads back.
+  const LoadedModel back = load_model(path);
+  EXPECT_EQ(back.name, "task2");
+  EXPECT_EQ(back.model->named_buffers().size(), model->named_buffers().size());
   // No temporary left beside it.
   int files = 0;
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir_)) ++files;

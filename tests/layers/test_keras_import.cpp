@@ -155,8 +155,10 @@ TEST(KerasImport, TheTwoRealFilesHoldDifferentWeights) {
 // Channels-first models take (C,H,W) examples; kiln runs them in NHWC behind a Permute.
 TEST(KerasImport, ChannelsFirstModelGetsALayoutChangeAtItsInput) {
   const LoadedModel m = import_keras(fixture("keras2-tiny-cf.h5"));
-  ASSERT_GE(m.model->size(), 1u);
-  const auto* first = dynamic_cast<const Permute*>(&(*m.model)[0]);
+  auto* seq = dynamic_cast<Sequential*>(m.model.get());
+  ASSERT_NE(seq, nullptr);
+  ASSERT_GE(seq->size(), 1u);
+  const auto* first = dynamic_cast<const Permute*>(&(*seq)[0]);
   ASSERT_NE(first, nullptr) << "expected a Permute before the first channels_first layer";
   EXPECT_EQ(first->dims(), (std::vector<int64_t>{2, 3, 1}));
 }

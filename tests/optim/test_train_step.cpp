@@ -21,6 +21,8 @@
 #include "layers/conv2d.h"
 #include "layers/dense.h"
 #include "layers/flatten.h"
+#include "layers/io/model_file.h"
+#include "layers/layer_registry.h"
 #include "layers/max_pool2d.h"
 #include "layers/sequential.h"
 #include "optim/adam.h"
@@ -202,6 +204,51 @@ TEST(TrainStep, ACustomLossIsUsedOnTheModelsOutput) {
     EXPECT_NE(std::string(e.what()).find("train_step"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("[32,10]"), std::string::npos) << e.what();
   }
+}
+
+// A module of one's own that is not registered cannot be saved, and the error says how.
+class Unregistered : public Module {
+ public:
+  Unregistered() { conv_ = register_module("conv", std::make_shared<Conv2D>(Conv2DOptions{.in_channels = 1, .filters = 2})); }
+  Tensor forward(const Tensor& x) override { return (*conv_)(x); }
+  std::string type_name() const override { return "Unregistered"; }
+
+ private:
+  std::shared_ptr<Conv2D> conv_;
+};
+
+TEST(TrainStep, AModuleOfOnesOwnSavesAndLoadsOnceRegistered) {
+  static const bool registered = register_layer<ResidualNet>(
+      "ResidualNet", 1, [](const ResidualNet&) { return nlohmann::json::object(); },
+      [](const nlohmann::json&) { return std::make_shared<ResidualNet>(); });
+  ASSERT_TRUE(registered);
+  const fs::path dir = fs::temp_directory_path() / ("kiln_train_step_save_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "residual.h5").string();
+
+  auto model = fresh_model(kSeed);
+  Adam adam(model->named_parameters(), {});
+  fit(*model, adam, train_rows(), {.epochs = 1, .batch_size = kBatch, .seed = kSeed, .quiet = true});
+  save_model(path, *model, {28, 28, 1}, "residual");
+  const LoadedModel loaded = load_model(path);
+  ASSERT_NE(dynamic_cast<ResidualNet*>(loaded.model.get()), nullptr) << "loaded as " << loaded.model->type_name();
+  EXPECT_EQ(loaded.name, "residual");
+  expect_same_state(*model, *loaded.model);
+  model->eval();
+  const Tensor x = train_rows().x.slice(0, 16);
+  const Tensor a = model->forward(x), b = loaded.model->forward(x);
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), sizeof(float) * a.numel()), 0);
+
+  Unregistered other;
+  try {
+    save_model((dir / "other.h5").string(), other, {8, 8, 1});
+    FAIL() << "no error";
+  } catch (const FileError& e) {
+    EXPECT_NE(std::string(e.what()).find("Unregistered"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("register_layer"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir / "other.h5"));
+  fs::remove_all(dir);
 }
 
 TEST(TrainStep, SummaryShowsTheLayersOfAModuleOfOnesOwn) {

@@ -1,6 +1,8 @@
 #include "layers/io/keras/keras_export.h"
 
+#include <map>
 #include <nlohmann/json.hpp>
+#include <typeindex>
 
 #include "core/autograd.h"
 #include "layers/activation.h"
@@ -13,6 +15,7 @@
 #include "core/io/h5_io.h"
 #include "layers/max_pool2d.h"
 #include "layers/io/model_file.h"
+#include "layers/layer_registry.h"  // padding_name
 #include "layers/permute.h"
 #include "layers/reshape.h"
 #include "layers/sequential.h"
@@ -37,7 +40,98 @@ json regularizer(float l2) {
   return {{"class_name", "L1L2"}, {"config", {{"l1", 0.0}, {"l2", l2}}}};
 }
 
-std::string padding_name(Padding p) { return p == Padding::Same ? "same" : "valid"; }
+// One function per kiln layer type: its Keras class name and config. `c` arrives holding the
+// name, trainable and dtype entries every Keras layer has.
+json export_conv2d(const Module& m, json c) {
+  const Conv2DOptions& o = static_cast<const Conv2D&>(m).options();
+  c.update({{"filters", o.filters}, {"kernel_size", {o.kernel, o.kernel}}, {"strides", {o.stride, o.stride}},
+            {"padding", padding_name(o.padding)}, {"data_format", "channels_last"}, {"dilation_rate", {1, 1}},
+            {"activation", activation_name(o.activation)}, {"use_bias", o.use_bias},
+            {"kernel_regularizer", regularizer(o.l2)}});
+  return {{"class_name", "Conv2D"}, {"config", c}};
+}
+
+json export_dense(const Module& m, json c) {
+  const DenseOptions& o = static_cast<const Dense&>(m).options();
+  c.update({{"units", o.units}, {"activation", activation_name(o.activation)}, {"use_bias", o.use_bias},
+            {"kernel_regularizer", regularizer(o.l2)}});
+  return {{"class_name", "Dense"}, {"config", c}};
+}
+
+json export_batch_norm(const Module& m, json c) {
+  const BatchNormOptions& o = static_cast<const BatchNorm2d&>(m).options();
+  c.update({{"axis", -1}, {"momentum", o.momentum}, {"epsilon", o.epsilon}, {"center", true}, {"scale", true}});
+  return {{"class_name", "BatchNormalization"}, {"config", c}};
+}
+
+json export_dropout(const Module& m, json c) {
+  c.update({{"rate", static_cast<const Dropout&>(m).rate()}, {"noise_shape", nullptr}, {"seed", nullptr}});
+  return {{"class_name", "Dropout"}, {"config", c}};
+}
+
+json pool_config(const MaxPool2DOptions& o, json c) {
+  c.update({{"pool_size", {o.pool, o.pool}}, {"padding", padding_name(o.padding)},
+            {"strides", {o.stride, o.stride}}, {"data_format", "channels_last"}});
+  return c;
+}
+
+json export_max_pool(const Module& m, json c) {
+  return {{"class_name", "MaxPooling2D"}, {"config", pool_config(static_cast<const MaxPool2D&>(m).options(), c)}};
+}
+
+json export_avg_pool(const Module& m, json c) {
+  return {{"class_name", "AveragePooling2D"}, {"config", pool_config(static_cast<const AvgPool2D&>(m).options(), c)}};
+}
+
+json export_flatten(const Module&, json c) {
+  c["data_format"] = "channels_last";
+  return {{"class_name", "Flatten"}, {"config", c}};
+}
+
+json export_reshape(const Module& m, json c) {
+  c["target_shape"] = static_cast<const Reshape&>(m).target();
+  return {{"class_name", "Reshape"}, {"config", c}};
+}
+
+json export_permute(const Module& m, json c) {
+  c["dims"] = static_cast<const Permute&>(m).dims();
+  return {{"class_name", "Permute"}, {"config", c}};
+}
+
+json export_activation(const Module& m, json c) {
+  const Activation a = static_cast<const ActivationLayer&>(m).activation();
+  if (a == Activation::ReLU) {
+    c.update({{"max_value", nullptr}, {"negative_slope", 0.0}, {"threshold", 0.0}});
+    return {{"class_name", "ReLU"}, {"config", c}};
+  }
+  if (a == Activation::Softmax) {
+    c["axis"] = -1;
+    return {{"class_name", "Softmax"}, {"config", c}};
+  }
+  c["activation"] = activation_name(a);
+  return {{"class_name", "Activation"}, {"config", c}};
+}
+
+struct Exporter {
+  const char* keras_classes;  // for the error listing what kiln exports
+  json (*to_keras)(const Module& m, json config);
+};
+
+const std::map<std::type_index, Exporter>& exporters() {
+  static const std::map<std::type_index, Exporter> table = {
+      {typeid(Conv2D), {"Conv2D", export_conv2d}},
+      {typeid(Dense), {"Dense", export_dense}},
+      {typeid(BatchNorm2d), {"BatchNormalization", export_batch_norm}},
+      {typeid(Dropout), {"Dropout", export_dropout}},
+      {typeid(MaxPool2D), {"MaxPooling2D", export_max_pool}},
+      {typeid(AvgPool2D), {"AveragePooling2D", export_avg_pool}},
+      {typeid(Flatten), {"Flatten", export_flatten}},
+      {typeid(Reshape), {"Reshape", export_reshape}},
+      {typeid(Permute), {"Permute", export_permute}},
+      {typeid(ActivationLayer), {"Activation/ReLU/Softmax", export_activation}},
+  };
+  return table;
+}
 
 // One layer's Keras config; for a leaf, its weights (parameters then buffers, i.e. Keras'
 // trainable then non-trainable order) go to `trainable` / `fixed` named "<prefix><var>:0".
@@ -49,68 +143,16 @@ json layer_config(const Module& m, const std::string& name, const std::string& p
       layers.push_back(layer_config(*module, child, prefix + child + "/", trainable, fixed, path));
     return {{"class_name", "Sequential"}, {"config", {{"name", name}, {"layers", layers}}}};
   }
+  const auto it = exporters().find(std::type_index(typeid(m)));
+  if (it == exporters().end()) {
+    std::string known = "Sequential";
+    for (const auto& [type, e] : exporters()) known.append(", ").append(e.keras_classes);
+    throw FileError(path, "cannot export module '" + name + "' of type " + m.type_name() +
+                              " to Keras; kiln exports " + known);
+  }
   for (const auto& [var, t] : m.named_parameters()) trainable.push_back({prefix + var + ":0", t});
   for (const auto& [var, t] : m.named_buffers()) fixed.push_back({prefix + var + ":0", t});
-  json c = base(name);
-  if (auto* conv = dynamic_cast<const Conv2D*>(&m)) {
-    const Conv2DOptions& o = conv->options();
-    c.update({{"filters", o.filters}, {"kernel_size", {o.kernel, o.kernel}}, {"strides", {o.stride, o.stride}},
-              {"padding", padding_name(o.padding)}, {"data_format", "channels_last"}, {"dilation_rate", {1, 1}},
-              {"activation", activation_name(o.activation)}, {"use_bias", o.use_bias},
-              {"kernel_regularizer", regularizer(o.l2)}});
-    return {{"class_name", "Conv2D"}, {"config", c}};
-  }
-  if (auto* d = dynamic_cast<const Dense*>(&m)) {
-    const DenseOptions& o = d->options();
-    c.update({{"units", o.units}, {"activation", activation_name(o.activation)}, {"use_bias", o.use_bias},
-              {"kernel_regularizer", regularizer(o.l2)}});
-    return {{"class_name", "Dense"}, {"config", c}};
-  }
-  if (auto* b = dynamic_cast<const BatchNorm2d*>(&m)) {
-    c.update({{"axis", -1}, {"momentum", b->options().momentum}, {"epsilon", b->options().epsilon},
-              {"center", true}, {"scale", true}});
-    return {{"class_name", "BatchNormalization"}, {"config", c}};
-  }
-  if (auto* d = dynamic_cast<const Dropout*>(&m)) {
-    c.update({{"rate", d->rate()}, {"noise_shape", nullptr}, {"seed", nullptr}});
-    return {{"class_name", "Dropout"}, {"config", c}};
-  }
-  const MaxPool2DOptions* pool = nullptr;
-  if (auto* p = dynamic_cast<const MaxPool2D*>(&m)) pool = &p->options();
-  if (auto* p = dynamic_cast<const AvgPool2D*>(&m)) pool = &p->options();
-  if (pool) {
-    c.update({{"pool_size", {pool->pool, pool->pool}}, {"padding", padding_name(pool->padding)},
-              {"strides", {pool->stride, pool->stride}}, {"data_format", "channels_last"}});
-    return {{"class_name", dynamic_cast<const MaxPool2D*>(&m) ? "MaxPooling2D" : "AveragePooling2D"}, {"config", c}};
-  }
-  if (dynamic_cast<const Flatten*>(&m)) {
-    c["data_format"] = "channels_last";
-    return {{"class_name", "Flatten"}, {"config", c}};
-  }
-  if (auto* r = dynamic_cast<const Reshape*>(&m)) {
-    c["target_shape"] = r->target();
-    return {{"class_name", "Reshape"}, {"config", c}};
-  }
-  if (auto* p = dynamic_cast<const Permute*>(&m)) {
-    c["dims"] = p->dims();
-    return {{"class_name", "Permute"}, {"config", c}};
-  }
-  if (auto* a = dynamic_cast<const ActivationLayer*>(&m)) {
-    if (a->activation() == Activation::ReLU) {
-      c.update({{"max_value", nullptr}, {"negative_slope", 0.0}, {"threshold", 0.0}});
-      return {{"class_name", "ReLU"}, {"config", c}};
-    }
-    if (a->activation() == Activation::Softmax) {
-      c["axis"] = -1;
-      return {{"class_name", "Softmax"}, {"config", c}};
-    }
-    c["activation"] = activation_name(a->activation());
-    return {{"class_name", "Activation"}, {"config", c}};
-  }
-  throw FileError(path, "cannot export module '" + name + "' of type " + m.type_name() +
-                                 " to Keras; kiln exports Sequential, Conv2D, Dense, BatchNormalization, "
-                                 "Dropout, MaxPooling2D, AveragePooling2D, Flatten, Reshape, Permute and "
-                                 "activation layers");
+  return it->second.to_keras(m, base(name));
 }
 
 }  // namespace

@@ -1,0 +1,25 @@
+// MaxPool2D's entry in the layer registry: its name and options in kiln's model file.
+#include "layers/max_pool2d.h"
+
+#include "layers/layer_registry.h"
+
+namespace kiln {
+
+// --- model file registration (layers/layer_registry.h) ---
+
+void link_max_pool2d_layer_type() {}
+
+namespace {
+const bool registered = register_layer<MaxPool2D>(
+    "MaxPooling2D", 1,
+    [](const MaxPool2D& p) {
+      return nlohmann::json{{"pool", p.options().pool}, {"stride", p.options().stride},
+                            {"padding", padding_name(p.options().padding)}};
+    },
+    [](const nlohmann::json& j) {
+      return std::make_shared<MaxPool2D>(MaxPool2DOptions{.pool = j.at("pool").get<int>(), .stride = j.at("stride").get<int>(),
+                                                          .padding = padding_named(j.at("padding").get<std::string>())});
+    });
+}  // namespace
+
+}  // namespace kiln
