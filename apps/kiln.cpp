@@ -256,22 +256,25 @@ class FlagError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// A finite number, or a fraction of two ("1/255"); nan and inf would feed every image as
+// nan and still report an accuracy, so they are refused like text.
 double parse_number(const std::string& text, const char* flag) {
   const auto slash = text.find('/');
   try {
     size_t used = 0;
     if (slash == std::string::npos) {
       const double v = std::stod(text, &used);
-      if (used == text.size()) return v;
+      if (used == text.size() && std::isfinite(v)) return v;
     } else {
       const double num = std::stod(text.substr(0, slash), &used);
       size_t used2 = 0;
       const double den = std::stod(text.substr(slash + 1), &used2);
-      if (used == slash && used2 == text.size() - slash - 1 && den != 0) return num / den;
+      if (used == slash && used2 == text.size() - slash - 1 && den != 0 && std::isfinite(num / den))
+        return num / den;
     }
   } catch (const std::exception&) {
   }
-  throw FlagError(std::string("--") + flag + " expects a number such as 0.5 or 1/255, got '" + text + "'");
+  throw FlagError(std::string("--") + flag + " expects a finite number such as 0.5 or 1/255, got '" + text + "'");
 }
 
 int cmd_evaluate(int argc, char** argv) {

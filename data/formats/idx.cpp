@@ -46,6 +46,23 @@ class GzFile {
     return got;
   }
 
+  // After the last byte was read: for a gzip file, the trailer's size field (the last four
+  // bytes, the uncompressed size mod 2^32) must match the `uncompressed` bytes read. zlib
+  // itself skips anything after the end of the gzip stream, so without this check a padded
+  // or damaged download would pass.
+  void check_gzip_ends(uint64_t uncompressed) const {
+    if (gzdirect(file_) != 0) return;  // a plain file: read() has seen its every byte
+    std::unique_ptr<FILE, int (*)(FILE*)> raw(std::fopen(path_.c_str(), "rb"), std::fclose);
+    uint8_t t[4];
+    if (!raw || std::fseek(raw.get(), -4, SEEK_END) != 0 || std::fread(t, 1, 4, raw.get()) != 4)
+      throw FileError(path_, "cannot read the gzip trailer");
+    const uint32_t isize = uint32_t(t[0]) | (uint32_t(t[1]) << 8) | (uint32_t(t[2]) << 16) | (uint32_t(t[3]) << 24);
+    if (isize != static_cast<uint32_t>(uncompressed))
+      throw FileError(path_, "data after the end of the gzip stream: its last four bytes say " + std::to_string(isize) +
+                                 " bytes uncompressed, but the stream held " + std::to_string(uncompressed) +
+                                 " (a padded or damaged download, or several gzip members)");
+  }
+
  private:
   [[noreturn]] void fail() {
     int err = Z_OK;
@@ -156,6 +173,7 @@ IdxContents read_idx(const std::string& path, uint8_t want_rank, const char* wha
                               " bytes after the " + std::to_string(total) +
                               " the header describes (expected the file to end there)");
   }
+  f.check_gzip_ends(4 + 4 * uint64_t(want_rank) + total);
   return out;
 }
 
@@ -210,6 +228,12 @@ ImageSet load_mnist(const std::string& dir, const std::string& prefix) {
                                      " labels but " + images_path + " holds " +
                                      std::to_string(set.n) + " images (expected equal counts)");
   }
+  // MNIST (and Fashion-MNIST, which shares its file names) has ten classes. A label outside
+  // them would silently add classes to a model built from the training labels.
+  for (size_t i = 0; i < set.labels.size(); ++i)
+    if (set.labels[i] > kMnistClasses - 1)
+      throw FileError(labels_path, "label " + std::to_string(i) + " is " + std::to_string(set.labels[i]) +
+                                       "; MNIST labels are 0.." + std::to_string(kMnistClasses - 1));
   return set;
 }
 

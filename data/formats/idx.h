@@ -24,8 +24,9 @@ std::vector<int32_t> read_idx_labels(const std::string& path);
 
 // dir holding <prefix>-images-idx3-ubyte[.gz] and <prefix>-labels-idx1-ubyte[.gz]
 // (prefix "train" or "t10k"; the "-images.idx3-ubyte" spelling is also accepted)
-// -> ImageSet [N,28,28,1] with N labels. Throws FileError if a file is missing (listing the
-// names looked for) or the image and label counts differ.
+// -> ImageSet [N,28,28,1] with N labels in 0..9. Throws FileError if a file is missing
+// (listing the names looked for), the image and label counts differ, or a label is 10 or more.
+inline constexpr int32_t kMnistClasses = 10;
 ImageSet load_mnist(const std::string& dir, const std::string& prefix);
 
 // The path of the first of `candidates` (file names) that exists in dir. Throws FileError

@@ -40,11 +40,17 @@ json describe(const Module& m, const std::string& name, const std::string& path)
   return j;
 }
 
-std::shared_ptr<Module> build(const json& j, const std::string& path) {
+// Sequentials inside Sequentials: each level one recursion here and in the model's own walks.
+constexpr int kMaxNesting = 64;
+
+std::shared_ptr<Module> build(const json& j, const std::string& path, int depth = 1) {
   const std::string type = j.at("type").get<std::string>();
   if (type == "Sequential") {
+    if (depth > kMaxNesting)
+      throw FileError(path, "the architecture nests Sequentials more than " + std::to_string(kMaxNesting) +
+                                " deep; kiln refuses deeper nesting");
     auto s = std::make_shared<Sequential>();
-    for (const json& c : j.at("layers")) s->add(build(c, path), c.at("name").get<std::string>());
+    for (const json& c : j.at("layers")) s->add(build(c, path, depth + 1), c.at("name").get<std::string>());
     return s;
   }
   const LayerType* t = find_layer_type(type);

@@ -291,6 +291,14 @@ TEST_F(HostileInput, CommandLines) {
       {"every_without_dir", "task2", "--checkpoint-every 2" + data, 2, "--checkpoint-dir"},
       {"scale_text", "kiln", "evaluate '" + kKeras + "/keras3.1-convnet.h5' --scale half --json {out}/results.json", 2,
        "scale"},
+      {"scale_nan", "kiln", "evaluate '" + kKeras + "/keras3.1-convnet.h5' --scale nan --json {out}/results.json", 2,
+       "finite"},
+      {"scale_inf", "kiln", "evaluate '" + kKeras + "/keras3.1-convnet.h5' --scale -inf --json {out}/results.json", 2,
+       "finite"},
+      {"shift_inf", "kiln", "evaluate '" + kKeras + "/keras3.1-convnet.h5' --shift inf --json {out}/results.json", 2,
+       "--shift"},
+      {"scale_overflow", "kiln", "evaluate '" + kKeras + "/keras3.1-convnet.h5' --scale 1e308/1e-308 --json {out}/results.json",
+       2, "finite"},
       {"convert_to_unknown", "kiln", "convert '" + kKeras + "/keras3.1-convnet.h5' {out}/m.onnx --to onnx", 2, "--to"},
   };
   run_cases(cases);

@@ -197,6 +197,37 @@ TEST(IdxRejects, TruncatedGzip) {
   EXPECT_NE(e.find("truncated"), std::string::npos) << e;
 }
 
+// zlib stops at the end of the gzip stream and ignores what follows; the reader does not.
+TEST(IdxRejects, DataAfterTheGzipStream) {
+  TempDir dir;
+  std::vector<uint8_t> gz = read_bytes(kSlice + "/t10k-labels-idx1-ubyte.gz");
+  for (const size_t extra : {1u, 7u, 300u}) {
+    std::vector<uint8_t> padded = gz;
+    for (size_t i = 0; i < extra; ++i) padded.push_back(static_cast<uint8_t>(0x5a + i));
+    write_bytes(dir.file("t10k-labels-idx1-ubyte.gz"), padded);
+    const std::string e = error_of([&] { read_idx_labels(dir.file("t10k-labels-idx1-ubyte.gz")); });
+    EXPECT_NE(e.find("t10k-labels-idx1-ubyte.gz"), std::string::npos) << e;
+    EXPECT_NE(e.find("after the end of the gzip stream"), std::string::npos) << extra << ": " << e;
+  }
+  write_bytes(dir.file("t10k-labels-idx1-ubyte.gz"), gz);  // the file itself is fine
+  EXPECT_EQ(read_idx_labels(dir.file("t10k-labels-idx1-ubyte.gz")).size(), 500u);
+}
+
+// A training label of 10 or more would silently add classes to the model; refused like any
+// other bad file, naming the file, the label's index and its value.
+TEST(IdxRejects, LabelsOutsideTheTenClasses) {
+  TempDir dir;
+  fs::copy_file(kSlice + "/train-images-idx3-ubyte.gz", dir.file("train-images-idx3-ubyte.gz"));
+  for (const uint8_t bad : {uint8_t{10}, uint8_t{200}}) {
+    std::vector<uint8_t> labels(2000, 3);
+    labels[17] = bad;
+    write_bytes(dir.file("train-labels-idx1-ubyte"), idx_bytes(0x08, {2000}, labels));
+    const std::string e = error_of([&] { load_mnist(dir.str(), "train"); });
+    EXPECT_NE(e.find("train-labels-idx1-ubyte"), std::string::npos) << e;
+    EXPECT_NE(e.find("label 17 is " + std::to_string(bad)), std::string::npos) << e;
+  }
+}
+
 TEST(IdxRejects, LabelCountMismatch) {
   TempDir dir;
   fs::copy_file(kSlice + "/train-images-idx3-ubyte.gz", dir.file("train-images-idx3-ubyte.gz"));

@@ -285,6 +285,36 @@ TEST(KerasImportErrors, UnsupportedLayerNamesItsClass) {
     EXPECT_MENTIONS(msg, cls);
 }
 
+// A config that nests Sequential models 100,000 deep (made here, not committed; 2.5 MB of
+// JSON) is refused with an error naming the limit, not a stack overflow.
+TEST(KerasImportErrors, DeeplyNestedModelsAreRefused) {
+  constexpr int kLevels = 100000;
+  std::string config;
+  config.reserve(kLevels * 64);
+  config += R"({"class_name": "Sequential", "config": {"name": "m0", "layers": [)"
+            R"({"class_name": "InputLayer", "config": {"name": "in", "batch_shape": [null, 4]}},)";
+  for (int i = 1; i < kLevels; ++i) config += R"({"class_name": "Sequential", "config": {"name": "m", "layers": [)";
+  for (int i = 1; i < kLevels; ++i) config += "]}}";
+  config += "]}}";
+  const std::string msg = error_of([&] { build_keras_model(config, "deep.json"); });
+  EXPECT_MENTIONS(msg, "deep.json");
+  EXPECT_MENTIONS(msg, "nests models more than 64 deep");
+
+  // Keras 3 inbound_nodes nested deeply inside a functional layer's kwargs: walked without
+  // recursion (the model is then refused for another reason, or built).
+  std::string nodes = R"({"args": [)";
+  for (int i = 0; i < kLevels; ++i) nodes += "[";
+  for (int i = 0; i < kLevels; ++i) nodes += "]";
+  nodes += "]}";
+  const std::string functional =
+      R"({"class_name": "Functional", "config": {"name": "f", "layers": [)"
+      R"({"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_shape": [null, 4]}, "inbound_nodes": []},)"
+      R"({"class_name": "Dense", "name": "d", "config": {"name": "d", "units": 2}, "inbound_nodes": [)" + nodes +
+      R"(]}], "input_layers": [["in", 0, 0]], "output_layers": [["d", 0, 0]]}})";
+  const std::string msg2 = error_of([&] { build_keras_model(functional, "deep-nodes.json"); });
+  EXPECT_MENTIONS(msg2, "deep-nodes.json");
+}
+
 TEST(KerasImportErrors, BranchingFunctionalModelIsNotAChain) {
   const std::string dir = scratch(), copy = dir + "/branch.h5";
   fs::copy_file(fixture("keras2-tiny-cf.h5"), copy);

@@ -149,6 +149,35 @@ TEST(ModelFile, UnknownVersionSaysWhatWasFoundAndExpected) {
   EXPECT_MENTIONS(msg, "kiln model file version 2; this kiln reads version 1");
 }
 
+// An architecture that nests Sequentials 1,000 deep (made here, not committed; an HDF5
+// attribute holds at most 64 KB, which bounds the nesting a file can carry) is refused by the
+// nesting limit; so is a layer config of another version.
+TEST(ModelFile, DeepNestingAndOtherConfigVersionsAreRefused) {
+  const std::string path = scratch() + "/deep.h5";
+  manual_seed(1);
+  save_model(path, *task1_model(), {28, 28, 1});
+  auto rewrite_architecture = [&](const std::string& arch) {
+    H5::H5File f(path, H5F_ACC_RDWR);
+    f.removeAttr("architecture");
+    h5::write_string(f, "architecture", arch);
+  };
+  std::string deep = R"({"name": "m", "input_shape": [28, 28, 1], "model": )";
+  constexpr int kLevels = 1000;
+  for (int i = 0; i < kLevels; ++i) deep += R"({"name": "s", "type": "Sequential", "layers": [)";
+  for (int i = 0; i < kLevels; ++i) deep += "]}";
+  deep += "}";
+  rewrite_architecture(deep);
+  std::string msg = error_of([&] { load_model(path); });
+  EXPECT_MENTIONS(msg, path);
+  EXPECT_MENTIONS(msg, "nests Sequentials more than 64 deep");
+
+  rewrite_architecture(R"({"name": "m", "input_shape": [4], "model": {"name": "m", "type": "Sequential", "layers": [)"
+                       R"({"name": "d", "type": "Dense", "version": 7, "in_features": 4, "units": 2,)"
+                       R"( "use_bias": true, "activation": "linear", "l2": 0}]}})");
+  msg = error_of([&] { load_model(path); });
+  EXPECT_MENTIONS(msg, "module 'd' of type Dense has config version 7; this kiln reads version 1");
+}
+
 TEST(ModelFile, DamagedOrMismatchedFilesAreRefused) {
   const std::string dir = scratch(), path = dir + "/m.h5";
   manual_seed(1);

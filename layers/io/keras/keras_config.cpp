@@ -20,6 +20,11 @@ std::string lower(std::string s) {
   return s;
 }
 
+const json& empty_object() {
+  static const json empty = json::object();
+  return empty;
+}
+
 void ConfigReader::fail(const std::string& message) const { throw FileError(path_, message); }
 
 const json& ConfigReader::opt(const json& cfg, const char* key, const Where& w) const {
@@ -137,7 +142,7 @@ int64_t ConfigReader::axis_of(const json& cfg, const char* key, int64_t fallback
 float ConfigReader::l2_of(const json& cfg, const Where& w) const {
   if (!cfg.contains("kernel_regularizer") || cfg["kernel_regularizer"].is_null()) return 0.0f;
   const json& r = cfg["kernel_regularizer"];
-  const json& rc = r.contains("config") ? r["config"] : json::object();
+  const json& rc = r.contains("config") ? r["config"] : empty_object();
   const std::string cls = r.value("class_name", "");
   if (cls == "L2" || cls == "l2" || cls == "L1L2") {
     if (get_num(rc, "l1", 0.0, w) != 0.0)

@@ -18,6 +18,11 @@ namespace kiln::keras {
 
 using json = nlohmann::json;
 
+// An empty JSON object that lives forever. `x.contains("config") ? x["config"] : empty_object()`
+// binds a reference; with a temporary `json::object()` in the other branch the conditional
+// would copy x["config"], a deep and recursive copy of what may be a hostile, deeply nested tree.
+const json& empty_object();
+
 // "(2, 2)", Keras' way of printing a tuple.
 std::string tuple_str(const std::vector<int64_t>& v);
 std::string lower(std::string s);

@@ -69,7 +69,7 @@ class Importer {
     const std::string cls = model_config["class_name"].get<std::string>();
     if (!is_model_class(cls))
       fail("the model is a '" + cls + "'; kiln imports Sequential and functional (Model) models");
-    const json& cfg = model_config.contains("config") ? model_config["config"] : json::object();
+    const json& cfg = model_config.contains("config") ? model_config["config"] : keras::empty_object();
     name = model_name(cfg, cls);
     auto seq = std::make_shared<Sequential>();
     root.name = name;
@@ -112,12 +112,12 @@ class Importer {
   // Where the config states the model's input shape, in the order Keras versions used.
   Shape model_input_shape(const json& model_config) const {
     const std::string cls = model_config["class_name"];
-    const json& cfg = model_config.contains("config") ? model_config["config"] : json::object();
+    const json& cfg = model_config.contains("config") ? model_config["config"] : keras::empty_object();
     const json& layers = layers_of(cfg);
     if (cls == "Sequential") {
       if (!layers.empty()) {
         const json& first = layers[0];
-        const json& fcfg = first.contains("config") ? first["config"] : json::object();
+        const json& fcfg = first.contains("config") ? first["config"] : keras::empty_object();
         if (const json* b = find_batch_shape(fcfg)) return reader_.example_shape(*b, "the input shape");
         if (fcfg.is_object() && fcfg.contains("input_shape") && fcfg["input_shape"].is_array()) {
           json b = json::array({nullptr});
@@ -137,7 +137,7 @@ class Importer {
     const std::string input = single_endpoint(cfg, "input_layers");
     for (const json& l : layers)
       if (layer_name(l) == input) {
-        const json& lcfg = l.contains("config") ? l["config"] : json::object();
+        const json& lcfg = l.contains("config") ? l["config"] : keras::empty_object();
         if (const json* b = find_batch_shape(lcfg)) return reader_.example_shape(*b, "the input shape");
       }
     fail("the functional model's input layer '" + input + "' states no batch_shape");
@@ -173,17 +173,23 @@ class Importer {
   // The layers feeding each call (node) of a functional layer, in both config dialects:
   // Keras 2 [[[name, node, tensor, kwargs], ...], ...]; Keras 3 [{"args": [...], "kwargs": {...}}]
   // with tensors as {"class_name": "__keras_tensor__", "config": {"keras_history": [name, ...]}}.
-  static void collect_history(const json& v, std::vector<std::string>& out) {
-    if (v.is_object()) {
-      if (v.value("class_name", "") == "__keras_tensor__" && v.contains("config") &&
+  // Walked with an explicit stack, in document order: a damaged or hostile config may nest
+  // deeper than the call stack allows.
+  static void collect_history(const json& root, std::vector<std::string>& out) {
+    std::vector<const json*> todo = {&root};
+    while (!todo.empty()) {
+      const json& v = *todo.back();
+      todo.pop_back();
+      if (v.is_object() && v.value("class_name", "") == "__keras_tensor__" && v.contains("config") &&
           v["config"].contains("keras_history") && v["config"]["keras_history"].is_array() &&
           !v["config"]["keras_history"].empty()) {
-        out.push_back(v["config"]["keras_history"][0]);
-        return;
+        if (v["config"]["keras_history"][0].is_string()) out.push_back(v["config"]["keras_history"][0]);
+        continue;
       }
-      for (auto it = v.begin(); it != v.end(); ++it) collect_history(*it, out);
-    } else if (v.is_array()) {
-      for (const json& e : v) collect_history(e, out);
+      if (!v.is_object() && !v.is_array()) continue;
+      const size_t first = todo.size();
+      for (auto it = v.begin(); it != v.end(); ++it) todo.push_back(&*it);
+      std::reverse(todo.begin() + static_cast<std::ptrdiff_t>(first), todo.end());
     }
   }
   static std::vector<std::vector<std::string>> inbound(const json& layer) {
@@ -245,6 +251,14 @@ class Importer {
 
   // Builds a Sequential or functional config into seq, starting from `in`.
   Flow build_model(const std::string& cls, const json& cfg, Sequential& seq, Flow in, Built& built, bool top) {
+    struct Depth {
+      int& depth;
+      explicit Depth(int& d) : depth(++d) {}
+      ~Depth() { --depth; }
+    } depth(model_depth_);
+    if (model_depth_ > kMaxModelDepth)
+      fail("the config nests models more than " + std::to_string(kMaxModelDepth) + " deep (at '" + built.name +
+           "'); kiln refuses deeper nesting");
     built.is_model = true;
     built.is_functional = cls != "Sequential";
     std::vector<const json*> order;
@@ -270,7 +284,7 @@ class Importer {
     if (!layer.is_object() || !layer.contains("class_name") || !layer["class_name"].is_string())
       fail("a layer entry of the model config has no class_name: " + layer.dump().substr(0, 200));
     const std::string cls = layer["class_name"];
-    const json& cfg = layer.contains("config") ? layer["config"] : json::object();
+    const json& cfg = layer.contains("config") ? layer["config"] : keras::empty_object();
     b.class_name = cls;
     b.name = layer_name(layer);
     const Where w{cls, b.name};
@@ -303,7 +317,11 @@ class Importer {
   }
 
   keras::ConfigReader reader_;
-  std::set<std::string> reserved_;  // Keras layer names of the model being built
+  std::set<std::string> reserved_;
+  // Models inside models: each level is a recursion of build_model (and of the weight loaders
+  // and the model's own walks later), so the depth is bounded far above any real model.
+  static constexpr int kMaxModelDepth = 64;
+  int model_depth_ = 0;  // Keras layer names of the model being built
 };
 
 // --- weights -------------------------------------------------------------------------------
