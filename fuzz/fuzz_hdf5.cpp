@@ -17,15 +17,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::vector<uint8_t> pixels(static_cast<size_t>(n * reader.row_size()));
     std::vector<int32_t> labels(static_cast<size_t>(n));
     reader.read(0, n, pixels.data(), reader.has_labels() ? labels.data() : nullptr);
-  } catch (const kiln::DataError&) {
+  } catch (const kiln::FileError&) {
   }
   try {
     kiln::load_model(path);
-  } catch (const kiln::ModelFileError&) {
+  } catch (const kiln::FileError&) {
   }
   try {
     kiln::read_checkpoint(path);
-  } catch (const kiln::ModelFileError&) {
+  } catch (const kiln::FileError&) {
   }
   return 0;
 }
