@@ -21,6 +21,7 @@
 #include "core/autograd.h"
 #include "core/io/write_atomically.h"
 #include "core/ops/ops.h"
+#include "core/runtime/cpu.h"
 #include "core/runtime/parallel.h"
 #include "core/runtime/random.h"
 #include "data/augment/augment.h"
@@ -54,6 +55,8 @@ int cmd_info(int argc, char** argv) {
   kiln::cli::Args args("kiln info", "Prints how this kiln was built and what it runs on.");
   args.parse(argc, argv, 2);
   std::printf("kiln 0.1.0\n");
+  std::printf("CPU: %s (%s)\n", kiln::cpu_model().c_str(), kiln::cpu_vector_isa());
+  std::printf("kiln's loops compiled for: %s\n", kiln::compiled_vector_isa());
   std::printf("threads: %d (set KILN_NUM_THREADS to change)\n", kiln::num_threads());
   std::printf("BLAS: %s\n", kiln::blas_config());
   std::printf("BLAS kernel: %s\n", kiln::blas_core_name());

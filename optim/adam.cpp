@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/autograd.h"
+#include "core/runtime/parallel.h"
 
 namespace kiln {
 namespace {
@@ -52,7 +53,7 @@ void Adam::step() {
     const int64_t n = param.numel();
     // One pass over the parameter, decay fused in: per element it is the same arithmetic
     // as Keras' two passes (decay all variables, then update_step).
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+    KILN_PARALLEL_FOR_SIMD(n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) {
       const float gi = g[i];
       const float mi = m[i] + (gi - m[i]) * one_minus_b1;

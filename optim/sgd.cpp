@@ -3,6 +3,7 @@
 #include <string>
 
 #include "core/autograd.h"
+#include "core/runtime/parallel.h"
 
 namespace kiln {
 namespace {
@@ -31,18 +32,18 @@ void SGD::step() {
     const float* __restrict g = grad.data();
     const int64_t n = param.numel();
     if (velocity_.empty()) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+      KILN_PARALLEL_FOR_SIMD(n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) w[i] -= lr * g[i];
     } else if (options_.nesterov) {
       float* __restrict v = velocity_[p].data();
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+      KILN_PARALLEL_FOR_SIMD(n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) {
         v[i] = mu * v[i] - lr * g[i];
         w[i] += mu * v[i] - lr * g[i];
       }
     } else {
       float* __restrict v = velocity_[p].data();
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+      KILN_PARALLEL_FOR_SIMD(n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) {
         v[i] = mu * v[i] - lr * g[i];
         w[i] += v[i];

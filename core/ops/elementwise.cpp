@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include "core/autograd.h"
+#include "core/runtime/parallel.h"
 #include "core/ops/broadcast.h"
 #include "core/ops/ops.h"
 
@@ -32,7 +33,7 @@ Tensor binary(const char* name, BinOp op, const Tensor& a, const Tensor& b) {
   };
   if (br.same) {
     const int64_t n = out.numel();
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+    KILN_PARALLEL_FOR_SIMD(n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) po[i] = apply(pa[i], pb[i]);
   } else {
     for_each_broadcast(br, [&](int64_t i, int64_t ia, int64_t ib) { po[i] = apply(pa[ia], pb[ib]); });

@@ -2,6 +2,23 @@
 // build of OpenBLAS, so sgemm runs on the same OpenMP threads instead of a second pool.
 #pragma once
 
+// KILN_PARALLEL_FOR_SIMD(cond) goes before an elementwise loop: OpenMP threads share it when
+// `cond` holds, and each thread runs its part in SIMD lanes. Clang's UndefinedBehaviorSanitizer
+// puts a check in the loop body that keeps it scalar, and clang then warns that the `simd` it
+// was asked for could not be done (-Wpass-failed); in such builds the macro asks for threads
+// only. Release builds get exactly `omp parallel for simd`.
+#define KILN_PRAGMA(text) _Pragma(#text)
+#if defined(__has_feature)
+#if __has_feature(undefined_behavior_sanitizer)
+#define KILN_UBSAN_BUILD 1
+#endif
+#endif
+#ifdef KILN_UBSAN_BUILD
+#define KILN_PARALLEL_FOR_SIMD(cond) KILN_PRAGMA(omp parallel for schedule(static) if (cond))
+#else
+#define KILN_PARALLEL_FOR_SIMD(cond) KILN_PRAGMA(omp parallel for simd schedule(static) if (cond))
+#endif
+
 namespace kiln {
 
 // Threads used by kiln's loops and by OpenBLAS. Default: KILN_NUM_THREADS if set, else all cores.
