@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "apps/common/app_common.h"
+#include "apps/common/stop_on_signal.h"
 #include "apps/reference_cnn.h"
 #include "core/autograd.h"
 #include "core/ops/ops.h"
@@ -169,14 +170,14 @@ int run(int raw_argc, char** raw_argv) {
     if (r == 0) std::cout << summary(*model, {train_raw.h, train_raw.w, train_raw.c}, "task1");
     Adam adam(model->named_parameters());
     if (f.resume) app::check_checkpoint(kProgram, f.checkpoint_path(r + 1));
-    const History history = fit(*model, adam, split.train,
-                                {.epochs = f.epochs, .batch_size = f.batch_size,
-                                 .validation = &split.valid, .validation_freq = 1, .seed = seed,
-                                 .loss = {}, .on_epoch_begin = {}, .on_batch_end = {}, .on_epoch_end = {}, .validate = {},
-                                 .checkpoint_path = f.checkpoint_path(r + 1),
-                                 .checkpoint_every = f.checkpoint_every, .checkpoint_note = "",
-                                 .resume = f.resume, .communicator = f.communicator,
-                                 .sync_batch_norm = f.sync_batch_norm});
+    const FitOptions options{.epochs = f.epochs, .batch_size = f.batch_size,
+                             .validation = &split.valid, .validation_freq = 1, .seed = seed,
+                             .loss = {}, .on_epoch_begin = {}, .on_batch_end = {}, .on_epoch_end = {}, .validate = {},
+                             .checkpoint_path = f.checkpoint_path(r + 1),
+                             .checkpoint_every = f.checkpoint_every, .checkpoint_note = "",
+                             .resume = f.resume, .stop_requested = {},
+                             .communicator = f.communicator, .sync_batch_norm = f.sync_batch_norm};
+    const History history = app::fit_stopping_on_signal(kProgram, *model, adam, split.train, options, f, r + 1);
     const Evaluation train_eval = evaluate(*model, split.train);
     const Evaluation test_eval = evaluate(*model, split.test);
 

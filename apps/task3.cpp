@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "apps/common/app_common.h"
+#include "apps/common/stop_on_signal.h"
 #include "core/ops/ops.h"
 #include "core/runtime/random.h"
 #include "data/lab/lab_augmentation.h"
@@ -261,7 +262,7 @@ int run(int raw_argc, char** raw_argv) {
     FitOptions options{.epochs = f.epochs, .batch_size = f.batch_size, .validation = &data.valid,
                        .validation_freq = valid_freq, .seed = seed, .auc = true, .augmentation = &augmentation,
                        .loss = {}, .on_epoch_begin = {}, .on_batch_end = {}, .on_epoch_end = {}, .validate = {}, .checkpoint_path = f.checkpoint_path(r + 1),
-                       .checkpoint_every = f.checkpoint_every, .checkpoint_note = "", .resume = f.resume,
+                       .checkpoint_every = f.checkpoint_every, .checkpoint_note = "", .resume = f.resume, .stop_requested = {},
                        .communicator = f.communicator, .sync_batch_norm = f.sync_batch_norm};
     if (recalibrate) options.validate = [&](int64_t epoch) { return recal.validate(epoch); };
     options.on_epoch_begin = [&](int64_t epoch, Optimizer& opt) {
@@ -271,7 +272,7 @@ int run(int raw_argc, char** raw_argv) {
         opt.set_learning_rate(static_cast<float>(lr));
       }
     };
-    History history = fit(*model, adamw, data.train, options);
+    History history = app::fit_stopping_on_signal(kProgram, *model, adamw, data.train, options, f, r + 1);
     if (recalibrate) recal.finish(history);
     const Evaluation train_eval = evaluate(*model, data.train, 256, true);
     const Evaluation valid_eval = evaluate(*model, data.valid, 256, true);

@@ -14,9 +14,11 @@
 #include <system_error>
 #include <thread>
 
+#include "apps/common/stop_on_signal.h"
 #include "core/autograd.h"
 #include "core/io/h5_io.h"
 #include "core/io/write_atomically.h"
+#include "core/runtime/cpu.h"
 #include "core/runtime/parallel.h"
 #include "core/runtime/random.h"
 #include "optim/train/bn_recalibrate.h"
@@ -210,6 +212,9 @@ int apply_threads(int requested) {
 int run_main(const std::string& program, const std::function<int()>& body) {
   try {
     return body();
+  } catch (const Stopped& e) {
+    std::cerr << program << ": " << e.what() << "\n";
+    return e.status();
   } catch (const UsageError& e) {
     std::cerr << program << ": " << cli::one_line(e.what()) << "\n(run `" << program << " --help` for the options)\n";
     return 2;
@@ -269,6 +274,7 @@ nlohmann::json figures_json(const Evaluation& e, bool with_auc, double penalty) 
 
 nlohmann::json environment_json() {
   return {{"kiln_version", KILN_VERSION},
+          {"cpu", cpu_model() + " (" + cpu_vector_isa() + "; kiln's loops built for " + compiled_vector_isa() + ")"},
           {"threads", num_threads()},
           {"blas", std::string(blas_config()) + ", kernel " + blas_core_name()}};
 }
@@ -296,12 +302,24 @@ void RecalibratedValidation::recalibrate(uint64_t salt) {
 }
 
 Evaluation RecalibratedValidation::validate(int64_t epoch) {
+  BufferSnapshot moving(model_);
   recalibrate(static_cast<uint64_t>(epoch));
-  return evaluate(model_, valid_, 256, o_.auc);
+  Evaluation e = evaluate(model_, valid_, 256, o_.auc);
+  moving.restore();
+  return e;
 }
 
 void RecalibratedValidation::finish(const History& history) {
-  if (history.epochs.empty() || !history.epochs.back().validated) recalibrate(0xf1a1ULL);
+  const bool last_validated = !history.epochs.empty() && history.epochs.back().validated;
+  recalibrate(last_validated ? static_cast<uint64_t>(history.epochs.back().epoch) : 0xf1a1ULL);
+}
+
+BufferSnapshot::BufferSnapshot(const Module& model) : live_(model.named_buffers()) {
+  for (const auto& [name, t] : live_) saved_.emplace_back(name, t.clone());
+}
+
+void BufferSnapshot::restore() {
+  for (size_t i = 0; i < live_.size(); ++i) live_[i].second.copy_(saved_[i].second);
 }
 
 std::string fixed(double value, int decimals) {

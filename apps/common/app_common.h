@@ -130,8 +130,12 @@ Dataset first_rows(const Dataset& data, int64_t n);
 
 // Validation for --bn-recalibrate, as FitOptions::validate: before each evaluation the
 // batch-norm moving statistics are re-estimated on clean training images with the current
-// weights (layers/bn_recalibrate.h), then the validation set is evaluated. finish() leaves the
-// statistics re-estimated for the weights fit ended with, for the final evaluations.
+// weights (optim/train/bn_recalibrate.h), the validation set is evaluated, and the moving
+// statistics training keeps are put back, so they follow the lab's path whatever is
+// validated and a run can be evaluated both ways at its end. Recalibration draws from its own
+// stream and batch norm trains on batch statistics, so the weights' path is the same with or
+// without it. finish() leaves the statistics re-estimated for the weights fit ended with (the
+// same images as the last validation, when the last epoch was validated).
 class RecalibratedValidation {
  public:
   struct Options {
@@ -142,9 +146,10 @@ class RecalibratedValidation {
   };
   // model, train (clean images for the statistics) and valid must outlive this object.
   RecalibratedValidation(Module& model, const Dataset& train, const Dataset& valid, Options options);
-  // After `epoch` (1-based) finished epochs: recalibrate, evaluate on the validation set.
+  // After `epoch` (1-based) finished epochs: recalibrate, evaluate on the validation set,
+  // restore the moving statistics.
   Evaluation validate(int64_t epoch);
-  // After fit: recalibrates unless the last epoch's validation just did.
+  // After fit: recalibrates for the final evaluations.
   void finish(const History& history);
 
  private:
@@ -154,6 +159,16 @@ class RecalibratedValidation {
   const Dataset& train_;
   const Dataset& valid_;
   Options o_;
+};
+
+// A copy of a module's buffers (batch-norm moving statistics) that restore() puts back.
+class BufferSnapshot {
+ public:
+  explicit BufferSnapshot(const Module& model);
+  void restore();
+
+ private:
+  NamedTensors live_, saved_;
 };
 
 // Seconds since construction, by the steady clock.

@@ -91,13 +91,24 @@ void write_png(const std::string& path, int width, int height, int channels,
   image.height = static_cast<png_uint_32>(height);
   image.format = channels == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
 
-  write_atomically(path, [&](const std::string& tmp) {
-    const int ok = png_image_write_to_file(&image, tmp.c_str(), 0, pixels,
-                                           static_cast<png_int_32>(width * channels), nullptr);
-    const std::string libpng_message = image.message;
+  // Encoded in memory, then written by the one atomic writer: libpng's own file output goes
+  // through stdio, whose failures would surface later and less clearly.
+  png_alloc_size_t size = 0;
+  const auto stride = static_cast<png_int_32>(width * channels);
+  if (!png_image_write_to_memory(&image, nullptr, &size, 0, pixels, stride, nullptr)) {
+    const std::string message = image.message;
     png_image_free(&image);
-    if (!ok) throw FileError(path, "write_png: cannot write it: " + libpng_message);
-  });
+    throw FileError(path, "write_png: cannot encode it: " + message);
+  }
+  std::string bytes(size, '\0');
+  if (!png_image_write_to_memory(&image, bytes.data(), &size, 0, pixels, stride, nullptr)) {
+    const std::string message = image.message;
+    png_image_free(&image);
+    throw FileError(path, "write_png: cannot encode it: " + message);
+  }
+  png_image_free(&image);
+  bytes.resize(size);
+  write_bytes_atomically(path, bytes);
 }
 
 void write_png(const std::string& path, const RgbCanvas& canvas) {

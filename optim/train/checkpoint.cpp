@@ -85,11 +85,42 @@ void copy_into(const NamedTensors& stored, const NamedTensors& live) {
   }
 }
 
+// The in_epoch attribute and datasets (version 2), checked against themselves and the history.
+void read_in_epoch(const H5::H5File& f, const std::string& path, Checkpoint& c) {
+  InEpochProgress& p = c.in_epoch;
+  try {
+    const json j = json::parse(h5::read_string(f, "in_epoch", path));
+    p.steps_done = j.at("steps_done").get<int64_t>();
+    p.loss_sum = j.at("loss_sum").get<double>();
+    p.correct = j.at("correct").get<int64_t>();
+    p.seen = j.at("seen").get<int64_t>();
+    p.seconds = j.at("seconds").get<double>();
+  } catch (const json::exception& e) {
+    throw FileError(path, std::string("the in_epoch attribute is malformed: ") + e.what());
+  }
+  if (p.steps_done < 0 || p.seen < 0 || p.correct < 0 || p.correct > p.seen || (p.steps_done > 0) != (p.seen > 0))
+    throw FileError(path, "the in_epoch attribute is inconsistent (steps_done " + std::to_string(p.steps_done) +
+                              ", seen " + std::to_string(p.seen) + ", correct " + std::to_string(p.correct) + ")");
+  if (!f.nameExists("in_epoch")) return;
+  const NamedTensors stored = read_group(f, "in_epoch", path);
+  const Tensor* scores = nullptr;
+  const Tensor* labels = nullptr;
+  for (const auto& [name, t] : stored) {
+    if (name == "scores") scores = &t;
+    else if (name == "score_labels") labels = &t;
+    else throw FileError(path, "unexpected dataset /in_epoch/" + name);
+  }
+  if (!scores || !labels || scores->dim() != 1 || labels->shape() != scores->shape() || scores->numel() > p.seen)
+    throw FileError(path, "/in_epoch must hold scores and score_labels of one length, at most the rows seen");
+  p.scores.assign(scores->data(), scores->data() + scores->numel());
+  for (int64_t i = 0; i < labels->numel(); ++i) p.score_labels.push_back(static_cast<int32_t>(labels->data()[i]));
+}
+
 }  // namespace
 
 void save_checkpoint(const std::string& path, Module& model, const Optimizer& optimizer,
                      const NamedGenerators& extra_generators, int64_t epochs_done, const History& history,
-                     const std::string& note) {
+                     const std::string& note, const InEpochProgress& in_epoch) {
   json generators = json::object();
   for (const auto& [name, g] : all_generators(model, extra_generators))
     generators[name] = json::array({g->seed(), g->counter()});
@@ -100,6 +131,22 @@ void save_checkpoint(const std::string& path, Module& model, const Optimizer& op
     h5::write_string(f, "history", history_json(history).dump());
     h5::write_string(f, "generators", generators.dump());
     h5::write_string(f, "note", note);
+    h5::write_string(f, "in_epoch", json{{"steps_done", in_epoch.steps_done},
+                                         {"loss_sum", in_epoch.loss_sum},
+                                         {"correct", in_epoch.correct},
+                                         {"seen", in_epoch.seen},
+                                         {"seconds", in_epoch.seconds}}.dump());
+    if (!in_epoch.scores.empty()) {
+      const auto n = static_cast<int64_t>(in_epoch.scores.size());
+      Tensor scores = Tensor::empty({n}), labels = Tensor::empty({n});
+      for (int64_t i = 0; i < n; ++i) {
+        scores.data()[i] = in_epoch.scores[static_cast<size_t>(i)];
+        labels.data()[i] = static_cast<float>(in_epoch.score_labels[static_cast<size_t>(i)]);
+      }
+      H5::Group g = f.createGroup("in_epoch");
+      h5::write_tensor(g, "scores", scores);
+      h5::write_tensor(g, "score_labels", labels);
+    }
     H5::Group params = f.createGroup("parameters");
     for (const auto& [n, t] : model.named_parameters()) h5::write_tensor(params, n, t);
     H5::Group buffers = f.createGroup("buffers");
@@ -115,8 +162,8 @@ Checkpoint read_checkpoint(const std::string& path) {
     if (!h5::has_attr(f, "kiln_format") || h5::read_string(f, "kiln_format", path) != kFormatTag)
       throw FileError(path, "not a kiln checkpoint (attribute kiln_format is not '" + std::string(kFormatTag) + "')");
     const int64_t version = h5::has_attr(f, "version") ? h5::read_int(f, "version", path) : -1;
-    if (version != kCheckpointVersion)
-      throw FileError(path, "checkpoint version " + std::to_string(version) + "; this kiln reads version " +
+    if (version != 1 && version != kCheckpointVersion)
+      throw FileError(path, "checkpoint version " + std::to_string(version) + "; this kiln reads versions 1 to " +
                                      std::to_string(kCheckpointVersion));
     Checkpoint c;
     c.epochs_done = h5::read_int(f, "epochs_done", path);
@@ -132,6 +179,7 @@ Checkpoint read_checkpoint(const std::string& path) {
       throw FileError(path, "epochs_done is " + std::to_string(c.epochs_done) + " but the history holds " +
                                      std::to_string(c.history.epochs.size()) + " epochs");
     c.note = h5::read_string(f, "note", path);
+    if (version >= 2) read_in_epoch(f, path, c);
     c.parameters = read_group(f, "parameters", path);
     c.buffers = read_group(f, "buffers", path);
     c.optimizer = read_group(f, "optimizer", path);

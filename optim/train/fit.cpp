@@ -62,9 +62,11 @@ uint64_t data_and_settings_hash(const Dataset& train, const FitOptions& o) {
 
 namespace {
 
-// Restores the checkpoint at o.checkpoint_path when resuming; the epochs it holds.
+// Restores the checkpoint at o.checkpoint_path when resuming; the epochs it holds (and in
+// `in_epoch`, how far it got into the next one).
 int64_t resume_from_checkpoint(const FitOptions& o, Module& model, Optimizer& optimizer,
-                               const NamedGenerators& generators, History& history, bool quiet) {
+                               const NamedGenerators& generators, History& history, bool quiet,
+                               int64_t steps_per_epoch, InEpochProgress& in_epoch) {
   if (!o.resume || o.checkpoint_path.empty() || !std::filesystem::exists(o.checkpoint_path)) return 0;
   const Checkpoint c = read_checkpoint(o.checkpoint_path);
   if (c.epochs_done > o.epochs)
@@ -72,11 +74,23 @@ int64_t resume_from_checkpoint(const FitOptions& o, Module& model, Optimizer& op
                                            " but this run has only " + std::to_string(o.epochs) + " epochs");
   if (c.history.has_auc != o.auc)
     throw FileError(o.checkpoint_path, "the checkpoint's history was recorded with a different AUC setting");
+  if (c.in_epoch.steps_done > 0 && (c.epochs_done >= o.epochs || c.in_epoch.steps_done > steps_per_epoch))
+    throw FileError(o.checkpoint_path, "the checkpoint stopped after step " + std::to_string(c.in_epoch.steps_done) +
+                                           " of epoch " + std::to_string(c.epochs_done + 1) + ", which this run (" +
+                                           std::to_string(o.epochs) + " epochs of " + std::to_string(steps_per_epoch) +
+                                           " steps) does not have");
   restore_checkpoint(c, o.checkpoint_path, model, optimizer, generators);
   history = c.history;
-  if (!quiet)
-    std::printf("resumed from %s after epoch %lld of %lld\n", o.checkpoint_path.c_str(),
-                static_cast<long long>(c.epochs_done), static_cast<long long>(o.epochs));
+  in_epoch = c.in_epoch;
+  if (!quiet) {
+    if (in_epoch.steps_done > 0)
+      std::printf("resumed from %s at epoch %lld of %lld, after step %lld of %lld\n", o.checkpoint_path.c_str(),
+                  static_cast<long long>(c.epochs_done + 1), static_cast<long long>(o.epochs),
+                  static_cast<long long>(in_epoch.steps_done), static_cast<long long>(steps_per_epoch));
+    else
+      std::printf("resumed from %s after epoch %lld of %lld\n", o.checkpoint_path.c_str(),
+                  static_cast<long long>(c.epochs_done), static_cast<long long>(o.epochs));
+  }
   return c.epochs_done;
 }
 
@@ -113,7 +127,10 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
   Generator augment_rng(mix64(o.seed ^ 0xa06a06a06ULL));
   const int64_t steps = batcher.batches_per_epoch();
   const NamedGenerators fit_generators = {{"fit.augmentation", &augment_rng}};
-  const int64_t first_epoch = resume_from_checkpoint(o, model, optimizer, fit_generators, history, quiet);
+  InEpochProgress resumed;
+  const int64_t first_epoch =
+      resume_from_checkpoint(o, model, optimizer, fit_generators, history, quiet, steps, resumed);
+  const bool may_stop = static_cast<bool>(o.stop_requested) && !parallel;
   const bool validates = o.validation != nullptr || static_cast<bool>(o.validate);
   if (parallel) parallel->start(model, data_and_settings_hash(train, o), first_epoch);
   TrainStepOptions step_options{.loss = o.loss, .parallel = parallel ? &*parallel : nullptr};
@@ -124,10 +141,22 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(o.epochs), steps,
                     quiet);
     batcher.start_epoch(epoch);
-    double loss_sum = 0;
+    double loss_sum = 0, earlier_seconds = 0;
     int64_t correct = 0, seen = 0, step = 0;
     std::vector<float> scores;
     std::vector<int32_t> score_labels;
+    if (epoch == first_epoch && resumed.steps_done > 0) {
+      // The epoch's batch order depends on (seed, epoch) alone: skip the batches done before
+      // the stop and carry on with its running figures.
+      while (step < resumed.steps_done && batcher.next()) ++step;
+      loss_sum = resumed.loss_sum;
+      correct = resumed.correct;
+      seen = resumed.seen;
+      earlier_seconds = resumed.seconds;
+      scores = std::move(resumed.scores);
+      score_labels = std::move(resumed.score_labels);
+      resumed = {};
+    }
     std::optional<DataParallel::BatchNormScope> synchronised;
     if (parallel) synchronised.emplace(parallel->synchronise_batch_norm(model));
     while (batcher.next()) {
@@ -152,6 +181,19 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
       ++step;
       bar.update(step, figures(loss_sum / seen, static_cast<double>(correct) / seen, false, 0));
       if (o.on_batch_end) o.on_batch_end(epoch, step, r);
+      if (may_stop && o.stop_requested()) {
+        bar.finish(figures(loss_sum / seen, static_cast<double>(correct) / seen, false, 0) + "  (stopped)");
+        if (!o.checkpoint_path.empty())
+          save_checkpoint(o.checkpoint_path, model, optimizer, fit_generators, epoch, history, o.checkpoint_note,
+                          {.steps_done = step, .loss_sum = loss_sum, .correct = correct, .seen = seen,
+                           .seconds = earlier_seconds + bar.elapsed_seconds(), .scores = scores,
+                           .score_labels = score_labels});
+        history.stopped = true;
+        history.stopped_epoch = epoch + 1;
+        history.stopped_step = step;
+        model.train();
+        return history;
+      }
     }
     synchronised.reset();
     if (parallel && o.auc) parallel->gather_scores(scores, score_labels);
@@ -171,7 +213,7 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
       log.val_auc = v.auc;
       text += "  " + figures(v.loss, v.accuracy, o.auc, v.auc, "val_");
     }
-    log.seconds = bar.elapsed_seconds();
+    log.seconds = earlier_seconds + bar.elapsed_seconds();
     bar.finish(text);
     history.epochs.push_back(log);
     if (o.on_epoch_end) o.on_epoch_end(log);

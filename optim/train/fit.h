@@ -63,6 +63,11 @@ struct FitOptions {
   // its epoch. The result is bit-identical to a run that never stopped (same seed and thread
   // count). A checkpoint of all epochs returns its history without training.
   bool resume = false;
+  // Asked after every training step (one process only; ignored with several ranks): true
+  // stops training there, e.g. from a SIGTERM handler's flag. With checkpoint_path set, fit
+  // first writes a checkpoint of that moment (mid-epoch: resuming skips the batches done
+  // and continues bit-identically); then it returns the history with `stopped` set.
+  std::function<bool()> stop_requested;
   // Data-parallel training over several processes (optim/distributed.h); null or a
   // communicator of size 1: this process alone. With several ranks, every rank calls fit with
   // the same data and options; each computes its shard of every global batch of batch_size
@@ -89,6 +94,10 @@ struct EpochLog {
 struct History {
   std::vector<EpochLog> epochs;
   bool has_auc = false;
+  // Set when FitOptions::stop_requested stopped training: after `stopped_step` steps of
+  // epoch `stopped_epoch` (1-based); `epochs` holds only the finished epochs.
+  bool stopped = false;
+  int64_t stopped_epoch = 0, stopped_step = 0;
   // epoch,loss,accuracy[,auc],val_loss,val_accuracy[,val_auc],seconds; validation cells
   // empty in epochs without validation. Written to a temporary file and renamed into place.
   void write_csv(const std::string& path) const;

@@ -36,6 +36,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+using kiln::testing_apps::history_without_seconds;
 using kiln::testing_apps::kApps;
 using kiln::testing_apps::read_lines;
 using kiln::testing_apps::Result;
@@ -331,13 +332,6 @@ TEST_F(AppsSmoke, KilnConvertKeepsEveryPrediction) {
   expect_no_temporaries(dir_);
 }
 
-// history.csv without its last column (seconds: wall time, which no resume can repeat).
-std::vector<std::string> history_without_seconds(const fs::path& path) {
-  std::vector<std::string> rows = read_lines(path);
-  for (std::string& row : rows) row = row.substr(0, row.rfind(','));
-  return rows;
-}
-
 // Kill and resume: task2 (batch norm, dropout, augmentation, two runs) is killed with SIGKILL
 // at random moments and resumed each time with --resume. Every checkpoint on disk after each
 // kill must read back, and the final results must equal an uninterrupted run's exactly.
@@ -363,17 +357,11 @@ TEST_F(AppsSmoke, KilledRunResumesToTheSameResult) {
       fs::remove_all(ckpt);
     }
     resumes += resume;
-    const std::string cmd = "exec '" + kApps + "/task2' " + args + " > '" + (dir_ / "kill.log").string() + "' 2>&1";
-    const pid_t pid = ::fork();
+    const pid_t pid = kiln::testing_apps::start_app("task2", args, dir_ / "kill.log");
     ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
     std::this_thread::sleep_for(std::chrono::duration<double>(moment(rng)));
     kills += ::kill(pid, SIGKILL) == 0;
-    int status = 0;
-    ::waitpid(pid, &status, 0);
+    kiln::testing_apps::wait_status(pid);
     if (!fs::exists(ckpt)) continue;
     for (const auto& e : fs::directory_iterator(ckpt)) {
       const std::string name = e.path().filename().string();

@@ -164,6 +164,70 @@ TEST(Checkpoint, AnotherModelIsRefusedAndLeftUntouched) {
   EXPECT_EQ(adam.iterations(), 0);
 }
 
+// Odd versus even digits: a binary problem, so fit keeps the epoch's AUC scores, which a
+// checkpoint inside an epoch must carry too.
+Dataset odd_or_even(const Dataset& digits) {
+  Dataset d = digits;
+  d.num_classes = 2;
+  d.y_onehot = Tensor::zeros({d.size(), 2});
+  for (int64_t i = 0; i < d.size(); ++i) {
+    d.labels[static_cast<size_t>(i)] %= 2;
+    d.y_onehot.data()[i * 2 + d.labels[static_cast<size_t>(i)]] = 1.0f;
+  }
+  return d;
+}
+
+TEST(Checkpoint, StopRequestedInsideAnEpochResumesBitIdentical) {
+  const Dataset train = odd_or_even(small_train());  // 48 rows: 3 steps an epoch
+  const Augmentation aug = task2_augmentation();
+  auto trainer = [] {
+    manual_seed(11);
+    Trainer t;
+    t.model = task2_model(28, 28, 1, 2);
+    t.adam = std::make_unique<Adam>(t.model->named_parameters());
+    return t;
+  };
+  auto binary_options = [&](const std::string& path) {
+    FitOptions o = options(train, aug, path);
+    o.auc = true;
+    o.checkpoint_every = 0;  // only the stop writes one before the end
+    return o;
+  };
+  Trainer whole = trainer();
+  const History want = fit(*whole.model, *whole.adam, train, binary_options(""));
+
+  // After step 1 (inside epoch 1), 3 (the last step of epoch 1, before its validation and
+  // end) and 5 (inside epoch 2, after a validation-free epoch end).
+  for (int64_t stop_at : {1, 3, 5}) {
+    SCOPED_TRACE("stopped after step " + std::to_string(stop_at));
+    const std::string path = scratch("stop_" + std::to_string(stop_at) + ".ckpt.h5").string();
+    fs::remove(path);
+    {
+      Trainer first = trainer();
+      FitOptions o = binary_options(path);
+      int64_t steps = 0;
+      o.on_batch_end = [&](int64_t, int64_t, const StepResult&) { ++steps; };
+      o.stop_requested = [&] { return steps == stop_at; };
+      const History h = fit(*first.model, *first.adam, train, o);
+      EXPECT_TRUE(h.stopped);
+      EXPECT_EQ(h.stopped_epoch, (stop_at - 1) / 3 + 1);
+      EXPECT_EQ(h.stopped_step, (stop_at - 1) % 3 + 1);
+      const Checkpoint c = read_checkpoint(path);
+      EXPECT_EQ(c.epochs_done, (stop_at - 1) / 3);
+      EXPECT_EQ(c.in_epoch.steps_done, (stop_at - 1) % 3 + 1);
+      EXPECT_EQ(c.in_epoch.scores.size(), static_cast<size_t>(c.in_epoch.seen));
+    }
+    Trainer resumed = trainer();
+    const History got = fit(*resumed.model, *resumed.adam, train, binary_options(path));
+    EXPECT_FALSE(got.stopped);
+    expect_same_history(got, want);
+    for (size_t i = 0; i < got.epochs.size(); ++i) EXPECT_EQ(got.epochs[i].auc, want.epochs[i].auc) << "epoch " << i + 1;
+    expect_same_tensors(resumed.model->named_parameters(), whole.model->named_parameters(), "parameters");
+    expect_same_tensors(resumed.model->named_buffers(), whole.model->named_buffers(), "buffers");
+    expect_same_tensors(resumed.adam->state(), whole.adam->state(), "optimizer state");
+  }
+}
+
 TEST(Checkpoint, DamagedFilesNameTheFile) {
   const Dataset train = small_train();
   const Augmentation aug = task2_augmentation();
