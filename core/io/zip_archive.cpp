@@ -81,6 +81,12 @@ ZipArchive::ZipArchive(const std::string& path) : path_(path) {
   }
   if (cd_offset > bytes_.size() || cd_size > bytes_.size() - cd_offset)
     throw FileError(path, "zip central directory lies outside the file (truncated or damaged)");
+  // Every entry of the central directory takes at least 46 bytes of it; a model archive has a
+  // handful. The limit keeps a damaged count from driving a long walk.
+  if (count > kMaxMembers || count > cd_size / 46)
+    throw FileError(path, "the zip archive claims " + std::to_string(count) + " members in a central directory of " +
+                              std::to_string(cd_size) + " bytes (at most " + std::to_string(kMaxMembers) +
+                              " members, 46 bytes each, are read): damaged");
 
   uint64_t at = cd_offset;
   for (uint64_t i = 0; i < count; ++i) {
@@ -140,6 +146,12 @@ std::vector<char> ZipArchive::read(const std::string& name) const {
   if (e->size >= static_cast<uint64_t>(std::numeric_limits<uInt>::max()) ||
       e->compressed > static_cast<uint64_t>(std::numeric_limits<uInt>::max()))
     throw FileError(path_, where + " is larger than 4 GiB, which kiln does not read");
+  // Deflate cannot expand data more than about 1032 times: a larger claim is a damaged entry
+  // or a zip bomb, refused before its memory is taken.
+  if (e->method == 8 && e->size > 1032 * e->compressed + 1024)
+    throw FileError(path_, where + " claims " + std::to_string(e->size) + " bytes from " +
+                               std::to_string(e->compressed) + " compressed, more than deflate can produce: damaged "
+                               "(or a zip bomb)");
   std::vector<char> out(static_cast<size_t>(e->size));
   const unsigned char* src = bytes_.data() + data;
   if (e->method == 0) {

@@ -11,6 +11,8 @@ namespace kiln {
 
 class ZipArchive {
  public:
+  // Archives claiming more members are refused as damaged (a .keras file has three).
+  static constexpr uint64_t kMaxMembers = 100000;
   // Throws FileError naming path when it is missing or not a complete zip archive.
   explicit ZipArchive(const std::string& path);
 
