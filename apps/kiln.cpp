@@ -60,6 +60,13 @@ int cmd_info(int argc, char** argv) {
   std::printf("threads: %d (set KILN_NUM_THREADS to change)\n", kiln::num_threads());
   std::printf("BLAS: %s\n", kiln::blas_config());
   std::printf("BLAS kernel: %s\n", kiln::blas_core_name());
+  if (const char* better = kiln::better_blas_kernel(kiln::blas_core_name(), kiln::cpu_vector_isa())) {
+    std::printf(
+        "warning: OpenBLAS did not recognise this CPU and chose its %s kernel, which leaves the "
+        "CPU's %s unused: sgemm runs several times slower than it can. Set "
+        "OPENBLAS_CORETYPE=%s before starting kiln (e.g. `export OPENBLAS_CORETYPE=%s`).\n",
+        kiln::blas_core_name(), kiln::cpu_vector_isa(), better, better);
+  }
   return 0;
 }
 

@@ -1,6 +1,9 @@
 #include "core/runtime/cpu.h"
 
+#include <array>
+#include <cstring>
 #include <fstream>
+#include <strings.h>
 
 namespace kiln {
 
@@ -41,6 +44,22 @@ const char* compiled_vector_isa() {
 #else
   return "scalar";
 #endif
+}
+
+const char* better_blas_kernel(const char* chosen_kernel, const char* vector_isa) {
+  if (chosen_kernel == nullptr || vector_isa == nullptr) return nullptr;
+  // OpenBLAS' x86 kernels from before AVX: what its detection falls back to.
+  static constexpr std::array<const char*, 16> kPreAvx = {
+      "Katmai", "Coppermine", "Northwood", "Prescott", "Banias",  "Core2",
+      "Penryn", "Dunnington", "Nehalem",   "Atom",     "Nano",    "Opteron",
+      "Opteron_SSE3", "Barcelona", "Bobcat", "Athlon"};
+  bool fallback = false;
+  for (const char* name : kPreAvx) fallback = fallback || strcasecmp(chosen_kernel, name) == 0;
+  if (!fallback) return nullptr;
+  if (std::strcmp(vector_isa, "AVX-512") == 0) return "SkylakeX";
+  if (std::strcmp(vector_isa, "AVX2") == 0) return "Haswell";
+  if (std::strcmp(vector_isa, "AVX") == 0) return "Sandybridge";
+  return nullptr;
 }
 
 }  // namespace kiln

@@ -15,4 +15,12 @@ const char* cpu_vector_isa();
 // The widest one kiln's own loops were compiled for (set by KILN_ARCH at configure time).
 const char* compiled_vector_isa();
 
+// OpenBLAS picks its kernel from the CPU's family and model number, and a release that predates
+// the CPU falls back to an old one: OpenBLAS 0.3.21 takes an Intel Xeon of family 6 model 207
+// (AVX-512) for a "Prescott" (SSE3), and its sgemm then runs about 6x slower there than with
+// OPENBLAS_CORETYPE=SkylakeX. Given the kernel OpenBLAS chose and cpu_vector_isa(), this returns
+// the OPENBLAS_CORETYPE value that uses the CPU's vectors ("SkylakeX", "Haswell" or
+// "Sandybridge"), or nullptr when the chosen kernel is not such a fallback or nothing better fits.
+const char* better_blas_kernel(const char* chosen_kernel, const char* vector_isa);
+
 }  // namespace kiln
