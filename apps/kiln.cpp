@@ -55,17 +55,19 @@ int cmd_info(int argc, char** argv) {
   kiln::cli::Args args("kiln info", "Prints how this kiln was built and what it runs on.");
   args.parse(argc, argv, 2);
   std::printf("kiln 0.1.0\n");
-  std::printf("CPU: %s (%s)\n", kiln::cpu_model().c_str(), kiln::cpu_vector_isa());
+  const char* isa = kiln::cpu_vector_isa();
+  const char* kernel = kiln::blas_core_name();
+  std::printf("CPU: %s (%s)\n", kiln::cpu_model().c_str(), isa);
   std::printf("kiln's loops compiled for: %s\n", kiln::compiled_vector_isa());
   std::printf("threads: %d (set KILN_NUM_THREADS to change)\n", kiln::num_threads());
   std::printf("BLAS: %s\n", kiln::blas_config());
-  std::printf("BLAS kernel: %s\n", kiln::blas_core_name());
-  if (const char* better = kiln::better_blas_kernel(kiln::blas_core_name(), kiln::cpu_vector_isa())) {
+  std::printf("BLAS kernel: %s\n", kernel);
+  if (const char* better = kiln::better_blas_kernel(kernel, isa)) {
     std::printf(
         "warning: OpenBLAS did not recognise this CPU and chose its %s kernel, which leaves the "
         "CPU's %s unused: sgemm runs several times slower than it can. Set "
         "OPENBLAS_CORETYPE=%s before starting kiln (e.g. `export OPENBLAS_CORETYPE=%s`).\n",
-        kiln::blas_core_name(), kiln::cpu_vector_isa(), better, better);
+        kernel, isa, better, better);
   }
   return 0;
 }

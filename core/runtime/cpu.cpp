@@ -1,5 +1,6 @@
 #include "core/runtime/cpu.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <fstream>
@@ -53,9 +54,8 @@ const char* better_blas_kernel(const char* chosen_kernel, const char* vector_isa
       "Katmai", "Coppermine", "Northwood", "Prescott", "Banias",  "Core2",
       "Penryn", "Dunnington", "Nehalem",   "Atom",     "Nano",    "Opteron",
       "Opteron_SSE3", "Barcelona", "Bobcat", "Athlon"};
-  bool fallback = false;
-  for (const char* name : kPreAvx) fallback = fallback || strcasecmp(chosen_kernel, name) == 0;
-  if (!fallback) return nullptr;
+  const auto is_chosen = [&](const char* name) { return strcasecmp(chosen_kernel, name) == 0; };
+  if (std::none_of(kPreAvx.begin(), kPreAvx.end(), is_chosen)) return nullptr;
   if (std::strcmp(vector_isa, "AVX-512") == 0) return "SkylakeX";
   if (std::strcmp(vector_isa, "AVX2") == 0) return "Haswell";
   if (std::strcmp(vector_isa, "AVX") == 0) return "Sandybridge";
