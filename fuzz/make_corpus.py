@@ -54,11 +54,19 @@ with tempfile.TemporaryDirectory() as tmp:
     write("hdf5", "checkpoint.h5", open(os.path.join(ck, "run1.ckpt.h5"), "rb").read())
 
 # Keras model configs, as the importer sees them.
-for name in ["keras3.1-convnet.h5", "keras2-tiny.h5", "keras2-tiny-cf.h5", "keras2-nested-cf.h5"]:
+for name in ["keras3.1-convnet.h5", "keras2-tiny.h5", "keras2-tiny-cf.h5", "keras2-nested-cf.h5",
+             "keras2-residual.h5", "keras2-residual-cf.h5"]:
     with h5py.File(os.path.join(keras, name), "r") as f:
         c = f.attrs["model_config"]
         write("keras_config", name.replace(".h5", ".json"), c.encode() if isinstance(c, str) else bytes(c))
-for name in ["keras3-functional.keras"]:
+for name in ["keras3-functional.keras", "keras3-residual.keras"]:
     with zipfile.ZipFile(os.path.join(keras, name)) as z:
         write("keras_config", name.replace(".keras", ".json"), z.read("config.json"))
+# A graph whose Add reads a layer that reads the Add: a cycle for the fuzzer to start from.
+with zipfile.ZipFile(os.path.join(keras, "keras3-residual.keras")) as z:
+    cyclic = json.loads(z.read("config.json"))
+for layer in cyclic["config"]["layers"]:
+    if layer["name"] == "stem":
+        layer["inbound_nodes"][0]["args"][0]["config"]["keras_history"][0] = "shortcut"
+write("keras_config", "keras3-residual-cycle.json", json.dumps(cyclic).encode())
 print("wrote", sum(len(fs) for _, _, fs in os.walk(corpus)), "seed files under", corpus)

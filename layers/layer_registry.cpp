@@ -56,27 +56,35 @@ std::string registered_layer_names() {
 // One line per built-in layer .cpp (each defines its link_*_layer_type next to its
 // registration); a layer added to kiln adds its line here.
 void link_activation_layer_type();
+void link_add_layer_type();
 void link_avg_pool2d_layer_type();
 void link_batch_norm2d_layer_type();
+void link_concatenate_layer_type();
 void link_conv2d_layer_type();
 void link_dense_layer_type();
 void link_dropout_layer_type();
 void link_flatten_layer_type();
+void link_global_avg_pool2d_layer_type();
 void link_max_pool2d_layer_type();
 void link_permute_layer_type();
 void link_reshape_layer_type();
+void link_zero_padding2d_layer_type();
 
 void link_builtin_layer_types() {
   link_activation_layer_type();
+  link_add_layer_type();
   link_avg_pool2d_layer_type();
   link_batch_norm2d_layer_type();
+  link_concatenate_layer_type();
   link_conv2d_layer_type();
   link_dense_layer_type();
   link_dropout_layer_type();
   link_flatten_layer_type();
+  link_global_avg_pool2d_layer_type();
   link_max_pool2d_layer_type();
   link_permute_layer_type();
   link_reshape_layer_type();
+  link_zero_padding2d_layer_type();
 }
 
 }  // namespace kiln

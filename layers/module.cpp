@@ -31,6 +31,12 @@ std::vector<std::pair<std::string, Generator*>> Module::named_generators() {
   return out;
 }
 
+Tensor Module::forward_many(const std::vector<Tensor>& xs) {
+  check_arg(xs.size() == 1, "Module::forward_many",
+            type_name() + " takes one input, got " + std::to_string(xs.size()));
+  return forward(xs[0]);
+}
+
 void Module::add_child(const std::string& name, std::shared_ptr<Module> module) {
   check_arg(module != nullptr, "register_module", "module '" + name + "' is null");
   for (const auto& [n, m] : children_)

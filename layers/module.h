@@ -32,6 +32,11 @@ class Module {
   // Like forward, but a module whose last step is a softmax returns the logits before it, so
   // the loss can use the fused, stable softmax + cross-entropy.
   virtual Tensor forward_logits(const Tensor& x) { return forward(x); }
+  // A graph node's call: its inputs in order. Most layers take exactly one and this calls
+  // forward(); a layer that joins tensors (Add, Concatenate: layers/merge.h) takes two or
+  // more and says so in joins_inputs().
+  virtual Tensor forward_many(const std::vector<Tensor>& xs);
+  virtual bool joins_inputs() const { return false; }
   virtual bool ends_in_softmax() const { return false; }
   // Class name as Keras prints it ("Conv2D", "Dense", ...).
   virtual std::string type_name() const = 0;

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstdio>
 #include <sstream>
 
 #include "core/autograd.h"
+#include "layers/graph.h"
 
 namespace kiln {
 
@@ -57,6 +57,7 @@ namespace {
 struct Row {
   std::string name, type, shape;
   int64_t params;
+  std::string connected = "";  // a graph node's inputs (Keras' "Connected to")
 };
 
 std::string group_digits(int64_t n) {
@@ -98,8 +99,49 @@ void list_unrun(const Module& m, const std::string& name, std::vector<Row>& rows
     rows.push_back({name, m.type_name(), "?", own});
 }
 
+Tensor walk(Module& m, const std::string& name, const Tensor& x, std::vector<Row>& rows);
+
+std::string joined(const std::string& prefix, const std::vector<std::string>& names) {
+  std::string s;
+  for (const std::string& n : names) s.append(s.empty() ? "" : ", ").append(prefix).append(n);
+  return s;
+}
+
+// A graph's inputs (at the top) and nodes in the order they run, each with what feeds it.
+Tensor walk_graph(Graph& g, const std::string& name, const Tensor& x, std::vector<Row>& rows) {
+  const std::string prefix = name.empty() ? "" : name + ".";
+  std::vector<std::pair<std::string, Tensor>> values = {{g.input_names().at(0), x}};
+  if (name.empty()) rows.push_back({g.input_names()[0], "InputLayer", shape_text(x), 0});
+  auto value_of = [&](const std::string& n) {
+    for (const auto& [vn, v] : values)
+      if (vn == n) return v;
+    throw std::logic_error("summary: graph value '" + n + "' was not computed");
+  };
+  const std::vector<std::pair<std::string, Tensor>> computed = g.run_all({x});
+  for (const Graph::Node& node : g.nodes()) {
+    const bool ran = std::any_of(computed.begin(), computed.end(), [&](const auto& c) { return c.first == node.name; });
+    if (!ran) continue;  // not on the way to the output
+    const size_t first = rows.size();
+    Tensor y;
+    if (node.inputs.size() == 1) {
+      y = walk(*node.module, prefix + node.name, value_of(node.inputs[0]), rows);
+    } else {
+      std::vector<Tensor> in;
+      for (const std::string& i : node.inputs) in.push_back(value_of(i));
+      y = node.module->forward_many(in);
+      rows.push_back({prefix + node.name, type_text(*node.module), shape_text(y),
+                      node.module->count_trainable() + node.module->count_non_trainable()});
+    }
+    if (first < rows.size()) rows[first].connected = joined(prefix, node.inputs);
+    values.emplace_back(node.name, y);
+  }
+  return value_of(g.output_name());
+}
+
 // Runs x through `m`, one leaf layer at a time, recording each leaf's output shape.
 Tensor walk(Module& m, const std::string& name, const Tensor& x, std::vector<Row>& rows) {
+  if (auto* g = dynamic_cast<Graph*>(&m); g != nullptr && g->input_names().size() == 1)
+    return walk_graph(*g, name, x, rows);
   if (auto* seq = dynamic_cast<Sequential*>(&m)) {
     Tensor h = x;
     const auto children = seq->named_children();
@@ -139,25 +181,32 @@ std::string summary(Module& model, const Shape& input, const std::string& title)
   walk(model, "", Tensor::zeros(batch_shape), rows);
   model.train(was_training);
 
-  size_t w_name = 20, w_shape = 18;
+  size_t w_name = 20, w_shape = 18, w_connected = 0;
   for (const Row& r : rows) {
     w_name = std::max(w_name, r.name.size() + r.type.size() + 3);
     w_shape = std::max(w_shape, r.shape.size());
+    w_connected = std::max(w_connected, r.connected.size());
   }
-  const size_t width = w_name + w_shape + 16;
+  // The "Connected to" column only for graphs, as Keras prints it only for functional models.
+  if (w_connected > 0) w_connected = std::max<size_t>(w_connected, 12) + 2;
+  const size_t width = w_name + w_shape + 16 + w_connected;
   std::ostringstream os;
   if (!title.empty()) os << "Model: \"" << title << "\"\n";
   os << std::string(width, '=') << "\n";
-  char line[512];
-  std::snprintf(line, sizeof line, "%-*s %-*s %12s\n", static_cast<int>(w_name), "Layer (type)",
-                static_cast<int>(w_shape), "Output Shape", "Param #");
-  os << line << std::string(width, '-') << "\n";
-  for (const Row& r : rows) {
-    std::snprintf(line, sizeof line, "%-*s %-*s %12s\n", static_cast<int>(w_name),
-                  (r.name + " (" + r.type + ")").c_str(), static_cast<int>(w_shape), r.shape.c_str(),
-                  group_digits(r.params).c_str());
-    os << line;
-  }
+  auto print_row = [&](const std::string& layer, const std::string& shape, const std::string& params,
+                       const std::string& connected) {
+    std::string line = layer;
+    line.resize(std::max(line.size(), w_name), ' ');
+    line.append(" ").append(shape);
+    line.resize(std::max(line.size(), w_name + 1 + w_shape), ' ');
+    line.append(std::string(params.size() < 13 ? 13 - params.size() : 1, ' ')).append(params);
+    if (w_connected > 0) line.append("  ").append(connected);
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    os << line << "\n";
+  };
+  print_row("Layer (type)", "Output Shape", "Param #", w_connected > 0 ? "Connected to" : "");
+  os << std::string(width, '-') << "\n";
+  for (const Row& r : rows) print_row(r.name + " (" + r.type + ")", r.shape, group_digits(r.params), r.connected);
   const int64_t trainable = model.count_trainable(), fixed = model.count_non_trainable();
   os << std::string(width, '=') << "\n";
   os << "Total params: " << group_digits(trainable + fixed) << "\n";

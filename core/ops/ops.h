@@ -106,3 +106,16 @@ Tensor avg_pool2d(const Tensor& x, int kernel = 2, int stride = 2, Padding paddi
 Tensor permute(const Tensor& x, const std::vector<int64_t>& dims);
 
 }  // namespace kiln
+
+// --- joining and padding (graph models: Concatenate, ZeroPadding2D) ---------------------------
+namespace kiln {
+
+// Tensors of one rank whose extents agree on every axis but `axis` (negative counts from the
+// end) -> one tensor, their extents along `axis` added up, in order (numpy.concatenate).
+// concat({[N,H,W,3], [N,H,W,5]}, -1) -> [N,H,W,8].
+Tensor concat(const std::vector<Tensor>& xs, int64_t axis);
+
+// x: [N,H,W,C] -> [N, top+H+bottom, left+W+right, C] with zeros around each image.
+Tensor zero_pad2d(const Tensor& x, int64_t top, int64_t bottom, int64_t left, int64_t right);
+
+}  // namespace kiln

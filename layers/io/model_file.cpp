@@ -6,6 +6,7 @@
 #include "core/autograd.h"
 #include "core/io/h5_io.h"
 #include "core/io/zip_archive.h"
+#include "layers/graph.h"
 #include "layers/io/keras/keras_import.h"
 #include "layers/layer_registry.h"
 
@@ -28,11 +29,20 @@ json describe(const Module& m, const std::string& name, const std::string& path)
     for (const auto& [child, module] : s->named_children()) j["layers"].push_back(describe(*module, child, path));
     return j;
   }
+  if (auto* g = dynamic_cast<const Graph*>(&m)) {
+    j["type"] = "Graph";
+    j["inputs"] = g->input_names();
+    j["output"] = g->output_name();
+    j["nodes"] = json::array();
+    for (const Graph::Node& n : g->nodes())
+      j["nodes"].push_back({{"name", n.name}, {"inputs", n.inputs}, {"module", describe(*n.module, n.name, path)}});
+    return j;
+  }
   const LayerType* t = layer_type_of(m);
   if (t == nullptr)
     throw FileError(path, "cannot save module '" + name + "' of type " + m.type_name() +
                               ": it is not a registered layer type (register it with register_layer, "
-                              "layers/layer_registry.h); registered: Sequential, " + registered_layer_names());
+                              "layers/layer_registry.h); registered: Sequential, Graph, " + registered_layer_names());
   j["type"] = t->name;
   j["version"] = t->version;
   const json config = t->write_config(m);  // a named local: items() would dangle on a temporary
@@ -40,7 +50,7 @@ json describe(const Module& m, const std::string& name, const std::string& path)
   return j;
 }
 
-// Sequentials inside Sequentials: each level one recursion here and in the model's own walks.
+// Sequentials and Graphs inside each other: each level one recursion here and in the model's own walks.
 constexpr int kMaxNesting = 64;
 
 std::shared_ptr<Module> build(const json& j, const std::string& path, int depth = 1) {
@@ -53,10 +63,24 @@ std::shared_ptr<Module> build(const json& j, const std::string& path, int depth 
     for (const json& c : j.at("layers")) s->add(build(c, path, depth + 1), c.at("name").get<std::string>());
     return s;
   }
+  if (type == "Graph") {
+    if (depth > kMaxNesting)
+      throw FileError(path, "the architecture nests models more than " + std::to_string(kMaxNesting) +
+                                " deep; kiln refuses deeper nesting");
+    auto g = std::make_shared<Graph>();
+    for (const json& in : j.at("inputs")) g->input(in.get<std::string>());
+    // Graph::add refuses a node that names anything not defined before it, so a file whose
+    // nodes form a cycle or name a missing node fails here, naming the node.
+    for (const json& n : j.at("nodes"))
+      g->add(n.at("name").get<std::string>(), build(n.at("module"), path, depth + 1),
+             n.at("inputs").get<std::vector<std::string>>());
+    g->output(j.at("output").get<std::string>());
+    return g;
+  }
   const LayerType* t = find_layer_type(type);
   if (t == nullptr)
     throw FileError(path, "the architecture has a module '" + j.value("name", "?") + "' of type '" + type +
-                              "', which this kiln does not know (it knows Sequential, " + registered_layer_names() +
+                              "', which this kiln does not know (it knows Sequential, Graph, " + registered_layer_names() +
                               "; a type of your own must be registered before loading)");
   // Files written before layers carried a config version hold version 1 of every config.
   const int version = j.contains("version") ? j.at("version").get<int>() : 1;

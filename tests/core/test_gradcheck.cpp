@@ -436,5 +436,33 @@ std::vector<GradCase> avg_pool_and_permute_cases() {
 INSTANTIATE_TEST_SUITE_P(GradCheckPoolPermute, Ops, ::testing::ValuesIn(avg_pool_and_permute_cases()),
                          [](const ::testing::TestParamInfo<GradCase>& info) { return info.param.name; });
 
+// --- joining, padding and global pooling (graph models' ops) ---------------------------------
+
+std::vector<GradCase> graph_model_cases() {
+  std::vector<GradCase> cases;
+  cases.push_back({"concat_channels", {{2, 3, 4, 2}, {2, 3, 4, 3}},
+                   [](const auto& in) { return concat({in[0], in[1]}, -1); }});
+  cases.push_back({"concat_axis1_three", {{2, 1, 3}, {2, 2, 3}, {2, 4, 3}},
+                   [](const auto& in) { return concat({in[0], in[1], in[2]}, 1); }});
+  cases.push_back({"concat_axis0", {{1, 3}, {2, 3}}, [](const auto& in) { return concat({in[0], in[1]}, 0); }});
+  // The same tensor joined to itself: both copies add into one gradient.
+  cases.push_back({"concat_reused", {{2, 2, 2, 3}}, [](const auto& in) { return concat({in[0], in[0]}, 3); }});
+  cases.push_back({"zero_pad2d_asymmetric", {{2, 3, 4, 2}},
+                   [](const auto& in) { return zero_pad2d(in[0], 1, 2, 0, 3); }});
+  cases.push_back({"zero_pad2d_then_conv", {{1, 4, 4, 2}, {3, 3, 2, 3}},
+                   [](const auto& in) { return conv2d(zero_pad2d(in[0], 1, 1, 1, 1), in[1], Tensor(), 1, Padding::Valid); }});
+  cases.push_back({"global_average_pool", {{2, 3, 5, 4}}, [](const auto& in) { return mean(in[0], {1, 2}); }});
+  // A residual connection and a channel join in one graph: fan-out into two paths.
+  cases.push_back({"residual_and_concat", {{1, 4, 4, 2}, {3, 3, 2, 2}},
+                   [](const auto& in) {
+                     Tensor y = tanh(conv2d(in[0], in[1], Tensor(), 1, Padding::Same)) + in[0];
+                     return concat({y, in[0]}, -1);
+                   }});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(GradCheckGraph, Ops, ::testing::ValuesIn(graph_model_cases()),
+                         [](const ::testing::TestParamInfo<GradCase>& info) { return info.param.name; });
+
 }  // namespace
 }  // namespace kiln

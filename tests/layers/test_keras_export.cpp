@@ -13,6 +13,7 @@
 #include "data/dataset.h"
 #include "data/formats/idx.h"
 #include "layers/batch_norm2d.h"
+#include "layers/graph.h"
 #include "core/io/h5_io.h"
 #include "layers/io/keras/keras_export.h"
 #include "layers/io/keras/keras_import.h"
@@ -162,6 +163,33 @@ TEST(KerasExport, ImportedChannelsFirstModelRoundTrips) {
   EXPECT_EQ(back.input_shape, (Shape{784}));
   const Tensor x = lab_images(20, {784});
   expect_identical(predict(*m.model, x), predict(*back.model, x), "keras2-nested-cf");
+}
+
+// Functional graphs, imported (residual Adds, Concatenate, padding, global pooling, and
+// channels-first layout changes as nodes of their own) and exported as Keras functional
+// models: the file is a "Functional" config whose layers name what they read, and reading it
+// back keeps every prediction.
+TEST(KerasExport, ImportedResidualGraphsRoundTrip) {
+  for (const char* file : {"keras2-residual.h5", "keras2-residual-cf.h5", "keras3-residual.keras"}) {
+    SCOPED_TRACE(file);
+    const std::string path = scratch() + "/graph.h5";
+    const LoadedModel m = import_keras(std::string(KILN_FIXTURE_DIR) + "/keras/" + file);
+    export_keras(path, *m.model, m.input_shape, "graph");
+    {
+      H5::H5File f(path, H5F_ACC_RDONLY);
+      const json config = json::parse(h5::read_string(f, "model_config", path));
+      EXPECT_EQ(config["class_name"], "Functional");
+      bool joined = false;
+      for (const json& l : config["config"]["layers"])
+        joined = joined || (l["class_name"] == "Add" && l["inbound_nodes"][0].size() == 2);
+      EXPECT_TRUE(joined) << "an Add reading two layers";
+    }
+    const LoadedModel back = load_model(path);
+    EXPECT_EQ(back.input_shape, m.input_shape);
+    EXPECT_NE(dynamic_cast<Graph*>(back.model.get()), nullptr);
+    const Tensor x = lab_images(20, m.input_shape);
+    expect_identical(predict(*m.model, x), predict(*back.model, x), file);
+  }
 }
 
 struct Custom : Module {

@@ -11,12 +11,16 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "data/formats/idx.h"
 #include "core/io/h5_io.h"
+#include "core/io/zip_archive.h"
+#include "layers/concatenate.h"
+#include "layers/graph.h"
 #include "layers/io/keras/keras_import.h"
 #include "layers/io/model_file.h"
 #include "layers/permute.h"
@@ -113,12 +117,45 @@ INSTANTIATE_TEST_SUITE_P(
                       FixtureCase{"keras2-tiny.h5", "keras-h5", "2.2.4", {28, 28, 1}},
                       FixtureCase{"keras2-tiny-cf.h5", "keras-h5", "2.2.4", {1, 28, 28}},
                       FixtureCase{"keras2-nested-cf.h5", "keras-h5", "2.13.1", {784}},
-                      FixtureCase{"keras3-functional.keras", "keras-zip", "3.3.3", {28, 28, 1}}),
+                      FixtureCase{"keras3-functional.keras", "keras-zip", "3.3.3", {28, 28, 1}},
+                      // Functional graphs: residual Adds, Concatenates, padding, global pooling.
+                      FixtureCase{"keras2-residual.h5", "keras-h5", "2.2.4", {28, 28, 1}},
+                      FixtureCase{"keras2-residual-cf.h5", "keras-h5", "2.2.4", {1, 28, 28}},
+                      FixtureCase{"keras3-residual.keras", "keras-zip", "3.3.3", {28, 28, 1}}),
     [](const ::testing::TestParamInfo<FixtureCase>& info) {
       std::string n = info.param.file;
       std::replace_if(n.begin(), n.end(), [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)); }, '_');
       return n;
     });
+
+TEST(KerasImport, AFunctionalGraphBecomesAGraphWithKerasConnections) {
+  const LoadedModel m = import_keras(fixture("keras3-residual.keras"));
+  auto* g = dynamic_cast<Graph*>(m.model.get());
+  ASSERT_NE(g, nullptr) << "a functional model that is not a chain imports as a Graph";
+  EXPECT_EQ(g->input_names(), std::vector<std::string>{"input_layer"});
+  EXPECT_EQ(g->output_name(), "probs");
+  std::map<std::string, std::vector<std::string>> reads;
+  for (const Graph::Node& n : g->nodes()) reads[n.name] = n.inputs;
+  EXPECT_EQ(reads["shortcut"], (std::vector<std::string>{"stem", "body_bn"}));
+  EXPECT_EQ(reads["join"], (std::vector<std::string>{"branch_a", "branch_b", "shortcut"}));
+  // Parameters carry the Keras layer names.
+  bool found = false;
+  for (const auto& [name, t] : g->named_parameters()) found = found || name == "branch_b.kernel";
+  EXPECT_TRUE(found);
+  const std::string s = summary(*g, m.input_shape);
+  EXPECT_MENTIONS(s, "Connected to");
+  EXPECT_MENTIONS(s, "branch_a, branch_b, shortcut");
+
+  // The channels-first graph: the input joined with a convolution's output needs one layout
+  // change before the Add, and the Concatenate on Keras' axis 1 joins kiln's channels.
+  const LoadedModel cf = import_keras(fixture("keras2-residual-cf.h5"));
+  auto* gcf = dynamic_cast<Graph*>(cf.model.get());
+  ASSERT_NE(gcf, nullptr);
+  for (const Graph::Node& n : gcf->nodes()) reads[n.name] = n.inputs;
+  EXPECT_EQ(reads["add_0"], (std::vector<std::string>{"input_1", "conv2d_0_to_channels_first"}));
+  for (const Graph::Node& n : gcf->nodes())
+    if (n.name == "concatenate_1") EXPECT_EQ(dynamic_cast<Concatenate&>(*n.module).axis(), 3);
+}
 
 TEST(KerasImport, RealConvnetHasKerasLayerNamesAndParameterCount) {
   for (const char* file : {"keras3.1-convnet.h5", "keras3.1-convnet.keras"}) {
@@ -281,7 +318,8 @@ TEST(KerasImportErrors, UnsupportedLayerNamesItsClass) {
   EXPECT_MENTIONS(msg, "layer 'lstm_1' is a LSTM");
   // The list of what kiln imports comes from the per-class table, so it names every class.
   for (const char* cls : {"InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten", "Dense", "Dropout",
-                          "BatchNormalization", "Activation", "ReLU", "Softmax", "Reshape", "Permute"})
+                          "BatchNormalization", "Activation", "ReLU", "Softmax", "Reshape", "Permute", "Add",
+                          "Concatenate", "GlobalAveragePooling2D", "ZeroPadding2D"})
     EXPECT_MENTIONS(msg, cls);
 }
 
@@ -315,7 +353,7 @@ TEST(KerasImportErrors, DeeplyNestedModelsAreRefused) {
   EXPECT_MENTIONS(msg2, "deep-nodes.json");
 }
 
-TEST(KerasImportErrors, BranchingFunctionalModelIsNotAChain) {
+TEST(KerasImportErrors, ALayerOtherThanAMergeCalledOnTwoInputs) {
   const std::string dir = scratch(), copy = dir + "/branch.h5";
   fs::copy_file(fixture("keras2-tiny-cf.h5"), copy);
   {
@@ -328,8 +366,50 @@ TEST(KerasImportErrors, BranchingFunctionalModelIsNotAChain) {
     h5::write_string(f, "model_config", cfg.dump());
   }
   const std::string msg = error_of([&] { import_keras(copy); });
-  EXPECT_MENTIONS(msg, "not a single chain");
-  EXPECT_MENTIONS(msg, "'dense_1' takes 2 inputs");
+  EXPECT_MENTIONS(msg, "layer 'dense_1' (Dense) is called on 2 inputs");
+  EXPECT_MENTIONS(msg, "Add and Concatenate");
+}
+
+// Graph configs that are wrong in the ways a damaged or hostile file can be: each refused
+// with a message naming the file and the layer.
+TEST(KerasImportErrors, BrokenGraphConfigsAreRefusedNamingTheLayer) {
+  const std::string config = [] {
+    const ZipArchive zip(fixture("keras3-residual.keras"));
+    const std::vector<char> c = zip.read("config.json");
+    return std::string(c.begin(), c.end());
+  }();
+  auto edited = [&](const std::function<void(json&)>& edit) {
+    json c = json::parse(config);
+    for (json& l : c["config"]["layers"]) edit(l);
+    return error_of([&] { build_keras_model(c.dump(), "graph.json"); });
+  };
+  auto reads = [](json& layer, const std::vector<std::string>& from) {
+    json args = json::array();
+    for (const std::string& f : from)
+      args.push_back({{"class_name", "__keras_tensor__"}, {"config", {{"keras_history", {f, 0, 0}}}}});
+    layer["inbound_nodes"] = json::array({{{"args", json::array({args})}, {"kwargs", json::object()}}});
+  };
+  // stem reads shortcut, which reads stem: a cycle.
+  std::string msg = edited([&](json& l) { if (l["name"] == "stem") reads(l, {"shortcut"}); });
+  EXPECT_MENTIONS(msg, "graph.json");
+  EXPECT_MENTIONS(msg, "on a cycle or reads one");
+  msg = edited([&](json& l) { if (l["name"] == "join") reads(l, {"branch_a", "nowhere"}); });
+  EXPECT_MENTIONS(msg, "layer 'join' reads a layer 'nowhere' it does not define");
+  msg = edited([&](json& l) {
+    if (l["name"] == "branch_a") l["inbound_nodes"].push_back(l["inbound_nodes"][0]);
+  });
+  EXPECT_MENTIONS(msg, "layer 'branch_a' is called 2 times (a shared layer)");
+  // The join made an Add of two shapes.
+  msg = edited([&](json& l) {
+    if (l["name"] != "join") return;
+    l["class_name"] = "Add";
+    reads(l, {"branch_a", "shortcut"});
+  });
+  EXPECT_MENTIONS(msg, "Add 'join' adds inputs of shapes (14, 14, 3), (14, 14, 6)");
+  msg = edited([&](json& l) { if (l["name"] == "join") l["config"]["axis"] = 1; });
+  EXPECT_MENTIONS(msg, "Concatenate 'join' joins inputs of shapes");
+  msg = edited([&](json& l) { if (l["name"] == "pad") l["config"]["padding"] = json::array({-1, 2}); });
+  EXPECT_MENTIONS(msg, "ZeroPadding2D 'pad': padding [-1,2] must hold sizes from 0");
 }
 
 TEST(KerasImportErrors, WeightShapeAgainstConfig) {

@@ -27,51 +27,14 @@
 #include "layers/sequential.h"
 #include "optim/adam.h"
 #include "optim/train/fit.h"
+#include "tests/optim/residual_net.h"
 
 namespace kiln {
 namespace {
 
 namespace fs = std::filesystem;
-
-// conv -> batch norm -> relu, then one residual block (conv -> batch norm, added to its
-// input, relu), pool, and a dense head that outputs logits.
-class ResidualNet : public Module {
- public:
-  ResidualNet() {
-    stem_ = register_module("stem", std::make_shared<Conv2D>(Conv2DOptions{.in_channels = 1, .filters = 8}));
-    stem_bn_ = register_module("stem_bn", std::make_shared<BatchNorm2d>(BatchNormOptions{.channels = 8}));
-    conv_ = register_module("conv", std::make_shared<Conv2D>(Conv2DOptions{.in_channels = 8, .filters = 8}));
-    bn_ = register_module("bn", std::make_shared<BatchNorm2d>(BatchNormOptions{.channels = 8}));
-    pool_ = register_module("pool", std::make_shared<MaxPool2D>());
-    flatten_ = register_module("flatten", std::make_shared<Flatten>());
-    head_ = register_module("head", std::make_shared<Dense>(DenseOptions{.in_features = 14 * 14 * 8, .units = 10}));
-  }
-  Tensor forward(const Tensor& x) override {
-    const Tensor h = relu((*stem_bn_)((*stem_)(x)));
-    const Tensor r = (*bn_)((*conv_)(h));
-    return (*head_)((*flatten_)((*pool_)(relu(add(h, r)))));
-  }
-  std::string type_name() const override { return "ResidualNet"; }
-
- private:
-  std::shared_ptr<Conv2D> stem_, conv_;
-  std::shared_ptr<BatchNorm2d> stem_bn_, bn_;
-  std::shared_ptr<MaxPool2D> pool_;
-  std::shared_ptr<Flatten> flatten_;
-  std::shared_ptr<Dense> head_;
-};
-
-const std::string kMnist = std::string(KILN_TEST_DATA_DIR) + "/mnist";
-
-const Dataset& train_rows() {
-  static const Dataset d = [] {
-    const ImageSet set = load_mnist(kMnist, "train");
-    std::vector<int64_t> rows(192);
-    for (int64_t i = 0; i < 192; ++i) rows[static_cast<size_t>(i)] = i;
-    return make_dataset(set, rows, 10);
-  }();
-  return d;
-}
+using testing_models::ResidualNet;
+using testing_models::train_rows;
 
 // Every parameter and buffer of a and b, bit for bit.
 void expect_same_state(const Module& a, const Module& b) {

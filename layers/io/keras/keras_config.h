@@ -119,7 +119,14 @@ int64_t window_output_size(int64_t in, int64_t k, int64_t stride, Padding pad);
 using LayerImporter = Flow (*)(BuildContext& c, const json& cfg, const Where& w, Flow f, Built& b);
 // The importer for Keras class `class_name`, or null when kiln cannot import that class.
 LayerImporter layer_importer(const std::string& class_name);
-// "Conv2D, MaxPooling2D, ...": the classes layer_importer knows, for error messages.
+// One Keras class that joins several tensors (Add, Concatenate), in a functional model's
+// graph: checks its inputs' flows (held in one axis order by the caller), returns the kiln
+// module and sets the flow after it.
+using MergeImporter = std::shared_ptr<Module> (*)(const ConfigReader& r, const json& cfg, const Where& w,
+                                                 const std::vector<Flow>& ins, Flow& out);
+// The importer for Keras merge class `class_name`, or null.
+MergeImporter merge_importer(const std::string& class_name);
+// "Add, Conv2D, MaxPooling2D, ...": the classes layer_importer and merge_importer know, for error messages.
 std::string importable_classes();
 
 }  // namespace kiln::keras

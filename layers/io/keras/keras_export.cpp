@@ -6,12 +6,16 @@
 
 #include "core/autograd.h"
 #include "layers/activation.h"
+#include "layers/add.h"
 #include "layers/avg_pool2d.h"
 #include "layers/batch_norm2d.h"
+#include "layers/concatenate.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
 #include "layers/dropout.h"
 #include "layers/flatten.h"
+#include "layers/global_avg_pool2d.h"
+#include "layers/graph.h"
 #include "core/io/h5_io.h"
 #include "layers/max_pool2d.h"
 #include "layers/io/model_file.h"
@@ -19,6 +23,7 @@
 #include "layers/permute.h"
 #include "layers/reshape.h"
 #include "layers/sequential.h"
+#include "layers/zero_padding2d.h"
 
 namespace kiln {
 
@@ -112,6 +117,25 @@ json export_activation(const Module& m, json c) {
   return {{"class_name", "Activation"}, {"config", c}};
 }
 
+json export_add(const Module&, json c) { return {{"class_name", "Add"}, {"config", c}}; }
+
+json export_concatenate(const Module& m, json c) {
+  // kiln holds what it exports channels-last, so its axis is Keras' axis.
+  c["axis"] = static_cast<const Concatenate&>(m).axis();
+  return {{"class_name", "Concatenate"}, {"config", c}};
+}
+
+json export_global_avg_pool(const Module& m, json c) {
+  c.update({{"data_format", "channels_last"}, {"keepdims", static_cast<const GlobalAvgPool2D&>(m).keepdims()}});
+  return {{"class_name", "GlobalAveragePooling2D"}, {"config", c}};
+}
+
+json export_zero_padding(const Module& m, json c) {
+  const ZeroPadding2DOptions& o = static_cast<const ZeroPadding2D&>(m).options();
+  c.update({{"padding", {{o.top, o.bottom}, {o.left, o.right}}}, {"data_format", "channels_last"}});
+  return {{"class_name", "ZeroPadding2D"}, {"config", c}};
+}
+
 struct Exporter {
   const char* keras_classes;  // for the error listing what kiln exports
   json (*to_keras)(const Module& m, json config);
@@ -129,6 +153,10 @@ const std::map<std::type_index, Exporter>& exporters() {
       {typeid(Reshape), {"Reshape", export_reshape}},
       {typeid(Permute), {"Permute", export_permute}},
       {typeid(ActivationLayer), {"Activation/ReLU/Softmax", export_activation}},
+      {typeid(Add), {"Add", export_add}},
+      {typeid(Concatenate), {"Concatenate", export_concatenate}},
+      {typeid(GlobalAvgPool2D), {"GlobalAveragePooling2D", export_global_avg_pool}},
+      {typeid(ZeroPadding2D), {"ZeroPadding2D", export_zero_padding}},
   };
   return table;
 }
@@ -145,7 +173,7 @@ json layer_config(const Module& m, const std::string& name, const std::string& p
   }
   const auto it = exporters().find(std::type_index(typeid(m)));
   if (it == exporters().end()) {
-    std::string known = "Sequential";
+    std::string known = "Sequential, Graph (at the top)";
     for (const auto& [type, e] : exporters()) known.append(", ").append(e.keras_classes);
     throw FileError(path, "cannot export module '" + name + "' of type " + m.type_name() +
                               " to Keras; kiln exports " + known);
@@ -159,15 +187,22 @@ json layer_config(const Module& m, const std::string& name, const std::string& p
 
 void export_keras(const std::string& path, const Module& model, const Shape& input_shape,
                   const std::string& name) {
-  // The top level as a list of (name, module): a Sequential's children, or the module itself.
+  // The top level as a list of (name, module): a Sequential's children, a Graph's nodes, or
+  // the module itself.
   std::vector<std::pair<std::string, const Module*>> top;
+  const auto* graph = dynamic_cast<const Graph*>(&model);
+  if (graph != nullptr && graph->input_names().size() != 1)
+    throw FileError(path, "cannot export a graph with " + std::to_string(graph->input_names().size()) +
+                              " inputs; kiln exports graphs with one input");
   if (auto* s = dynamic_cast<const Sequential*>(&model)) {
     for (const auto& [child, module] : s->named_children()) top.emplace_back(child, module);
+  } else if (graph != nullptr) {
+    for (const Graph::Node& n : graph->nodes()) top.emplace_back(n.name, n.module.get());
   } else {
     top.emplace_back(name, &model);
   }
-  std::string input_name = "input_layer";
-  for (int i = 1;; ++i) {
+  std::string input_name = graph != nullptr ? graph->input_names()[0] : "input_layer";
+  for (int i = 1; graph == nullptr; ++i) {
     bool taken = false;
     for (const auto& [n, m] : top) taken |= n == input_name;
     if (!taken) break;
@@ -180,6 +215,15 @@ void export_keras(const std::string& path, const Module& model, const Shape& inp
   layers.push_back({{"class_name", "InputLayer"},
                     {"config", {{"batch_input_shape", batch_input_shape}, {"dtype", "float32"},
                                 {"sparse", false}, {"name", input_name}}}});
+  // A graph is a functional model: every layer names itself and what it reads, in Keras 2's
+  // [[[layer, node, tensor, kwargs], ...]] form.
+  auto connect = [](json& layer, const std::string& layer_name, const std::vector<std::string>& reads) {
+    layer["name"] = layer_name;
+    json node = json::array();
+    for (const std::string& r : reads) node.push_back({r, 0, 0, json::object()});
+    layer["inbound_nodes"] = reads.empty() ? json::array() : json::array({node});
+  };
+  if (graph != nullptr) connect(layers[0], input_name, {});
   struct Group {
     std::string name;
     std::vector<Weight> weights;
@@ -190,10 +234,17 @@ void export_keras(const std::string& path, const Module& model, const Shape& inp
     // A leaf's weights are named "<layer>/<var>:0"; inside a nested model "<leaf>/<var>:0".
     const bool nested = dynamic_cast<const Sequential*>(module) != nullptr;
     layers.push_back(layer_config(*module, child, nested ? "" : child + "/", trainable, fixed, path));
+    if (graph != nullptr) connect(layers.back(), child, graph->nodes()[groups.size()].inputs);
     trainable.insert(trainable.end(), fixed.begin(), fixed.end());
     groups.push_back({child, trainable});
   }
-  const json config = {{"class_name", "Sequential"}, {"config", {{"name", name}, {"layers", layers}}}};
+  const json config =
+      graph == nullptr
+          ? json{{"class_name", "Sequential"}, {"config", {{"name", name}, {"layers", layers}}}}
+          : json{{"class_name", "Functional"},
+                 {"config", {{"name", name}, {"layers", layers},
+                             {"input_layers", json::array({json::array({input_name, 0, 0})})},
+                             {"output_layers", json::array({json::array({graph->output_name(), 0, 0})})}}}};
 
   // Refuse a model that does not run on input_shape rather than write a file Keras rejects.
   check_model_runs(model, input_shape, path);

@@ -3,12 +3,15 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
+#include <queue>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
 #include "core/io/h5_io.h"
 #include "core/io/zip_archive.h"
+#include "layers/graph.h"
+#include "layers/permute.h"
 #include "layers/io/keras/keras_config.h"
 
 namespace kiln {
@@ -61,9 +64,10 @@ class Importer {
 
   [[noreturn]] void fail(const std::string& message) const { reader_.fail(message); }
 
-  // Builds the whole model from its config; returns the kiln model and fills input_shape.
-  std::shared_ptr<Sequential> build(const json& model_config, Shape& input_shape, std::string& name,
-                                    Built& root) {
+  // Builds the whole model from its config; returns the kiln model and fills input_shape: a
+  // Sequential, or a Graph for a functional model that is not one chain.
+  std::shared_ptr<Module> build(const json& model_config, Shape& input_shape, std::string& name,
+                                Built& root) {
     if (!model_config.is_object() || !model_config.contains("class_name"))
       fail("the model config is not a Keras model (no class_name)");
     const std::string cls = model_config["class_name"].get<std::string>();
@@ -81,6 +85,9 @@ class Importer {
     Flow out = build_model(cls, cfg, *seq, in, root, /*top=*/true);
     // The model's output in Keras' axis order.
     keras::BuildContext(reader_, *seq, reserved_).to_keras_order(out);
+    // A functional graph alone is the model itself, its parameters named after its layers.
+    if (seq->size() == 1)
+      if (auto g = std::dynamic_pointer_cast<Graph>(seq->layers()[0])) return g;
     return seq;
   }
 
@@ -210,6 +217,143 @@ class Importer {
     return nodes;
   }
 
+  // True when every layer but the inputs is called once on one tensor and no tensor feeds two
+  // layers: the config is then at most one chain (functional_chain checks the rest).
+  static bool is_chain(const json& cfg) {
+    std::set<std::string> read;
+    for (const json& l : layers_of(cfg)) {
+      if (l.value("class_name", "") == "InputLayer") continue;
+      const auto nodes = inbound(l);
+      if (nodes.size() != 1 || nodes[0].size() != 1 || !read.insert(nodes[0][0]).second) return false;
+    }
+    return true;
+  }
+
+  // A functional config that is not one chain, as a Graph: one node per Keras layer (its
+  // kiln layers, or a Sequential of them when the axis bookkeeping adds Permutes), run in an
+  // order where every layer comes after what it reads. Shared layers (called more than
+  // once), models with several inputs or outputs, cycles and dangling references are
+  // refused, naming the layer.
+  Flow build_graph(const json& cfg, Graph& g, Flow in, Built& built) {
+    const json& layers = layers_of(cfg);
+    const std::string model = built.name;
+    const std::string input = single_endpoint(cfg, "input_layers");
+    const std::string output = single_endpoint(cfg, "output_layers");
+    std::map<std::string, size_t> index;
+    for (size_t i = 0; i < layers.size(); ++i)
+      if (!index.emplace(layer_name(layers[i]), i).second)
+        fail("the functional model '" + model + "' has two layers named '" + layer_name(layers[i]) + "'");
+    if (!index.count(input)) fail("the functional model '" + model + "' has no input layer '" + input + "'");
+    if (!index.count(output)) fail("the functional model '" + model + "' has no output layer '" + output + "'");
+    // What each layer reads, and the layers waiting on each.
+    std::vector<std::vector<size_t>> reads(layers.size()), readers(layers.size());
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const std::string name = layer_name(layers[i]);
+      const auto nodes = inbound(layers[i]);
+      if (name == input) {
+        if (!nodes.empty() && !(nodes.size() == 1 && nodes[0].empty()))
+          fail("the functional model '" + model + "': its input layer '" + name + "' reads other layers");
+        continue;
+      }
+      if (nodes.size() != 1)
+        fail("the functional model '" + model + "': layer '" + name + "' is called " + std::to_string(nodes.size()) +
+             " times (a shared layer); kiln imports each layer called once");
+      if (nodes[0].empty())
+        fail("the functional model '" + model + "': layer '" + name + "' reads nothing (a second input?); kiln " +
+             "imports models with one input");
+      for (const std::string& from : nodes[0]) {
+        const auto it = index.find(from);
+        if (it == index.end())
+          fail("the functional model '" + model + "': layer '" + name + "' reads a layer '" + from + "' it does not define");
+        reads[i].push_back(it->second);
+        readers[it->second].push_back(i);
+      }
+    }
+    // Kahn's order, the config's order among the ready layers (Keras writes them in an order
+    // that runs, so for its files this is the config's own order).
+    std::vector<size_t> waiting(layers.size());
+    std::priority_queue<size_t, std::vector<size_t>, std::greater<>> ready;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      waiting[i] = reads[i].size();
+      if (waiting[i] == 0) ready.push(i);
+    }
+    std::vector<size_t> order;
+    while (!ready.empty()) {
+      const size_t i = ready.top();
+      ready.pop();
+      order.push_back(i);
+      for (size_t r : readers[i])
+        if (--waiting[r] == 0) ready.push(r);
+    }
+    if (order.size() != layers.size())
+      for (size_t i = 0; i < layers.size(); ++i)
+        if (waiting[i] > 0)
+          fail("the functional model '" + model + "': layer '" + layer_name(layers[i]) +
+               "' is on a cycle or reads one; a model's layers must not form a cycle");
+
+    std::vector<Built> children(layers.size());
+    std::vector<Flow> flows(layers.size());
+    std::vector<std::string> value(layers.size());  // the graph value that holds each layer's output
+    for (size_t i : order) {
+      const json& layer = layers[i];
+      const std::string name = layer_name(layer);
+      Built& b = children[i];
+      if (name == input) {
+        Sequential unused;
+        flows[i] = build_layer(layer, unused, in, b, true);
+        if (layer.value("class_name", "") != "InputLayer")
+          fail("the functional model '" + model + "': its input '" + name + "' is a " + b.class_name +
+               ", not an InputLayer");
+        g.input(name);
+        value[i] = name;
+        continue;
+      }
+      if (reads[i].empty()) fail("the functional model '" + model + "': layer '" + name + "' reads nothing");
+      const std::string cls = layer.contains("class_name") && layer["class_name"].is_string() ? layer["class_name"].get<std::string>() : "";
+      if (const keras::MergeImporter merge = keras::merge_importer(cls)) {
+        b.class_name = cls;
+        b.name = name;
+        const json& lcfg = layer.contains("config") ? layer["config"] : keras::empty_object();
+        b.trainable = reader_.get_bool(lcfg, "trainable", true, keras::Where{cls, name});
+        // The inputs in one axis order: channels-first images held as (H, W, C) go back to
+        // Keras' order unless every input is held so.
+        std::vector<Flow> ins;
+        std::vector<std::string> from;
+        bool all_held = true;
+        for (size_t k : reads[i]) all_held = all_held && flows[k].held_nhwc;
+        for (size_t k : reads[i]) {
+          Flow f = flows[k];
+          std::string v = value[k];
+          if (f.held_nhwc && !all_held) {
+            const std::string permuted = v + "_to_channels_first";
+            if (std::none_of(g.nodes().begin(), g.nodes().end(), [&](const Graph::Node& n) { return n.name == permuted; }))
+              g.add(permuted, std::make_shared<Permute>(std::vector<int64_t>{3, 1, 2}), {v});
+            f.held_nhwc = false;
+            v = permuted;
+          }
+          ins.push_back(f);
+          from.push_back(v);
+        }
+        g.add(name, merge(reader_, lcfg, keras::Where{cls, name}, ins, flows[i]), from);
+        value[i] = name;
+        continue;
+      }
+      if (reads[i].size() != 1)
+        fail("the functional model '" + model + "': layer '" + name + "' (" + cls + ") is called on " +
+             std::to_string(reads[i].size()) + " inputs; kiln joins inputs with " + "Add and Concatenate only");
+      auto node = std::make_shared<Sequential>();
+      flows[i] = build_layer(layer, *node, flows[reads[i][0]], b, false);
+      // One kiln layer is the node itself; none (an identity) or several stay a Sequential.
+      std::shared_ptr<Module> module = node;
+      if (node->size() == 1) module = node->layers()[0];
+      g.add(name, module, {value[reads[i][0]]});
+      value[i] = name;
+    }
+    g.output(output);
+    for (Built& b : children) built.children.push_back(std::move(b));
+    return flows[index.at(output)];
+  }
+
   // The layers of a functional config in the order they run, if they form one chain from the
   // input to the output; otherwise a clear error.
   std::vector<const json*> functional_chain(const json& cfg, const std::string& model) const {
@@ -264,8 +408,16 @@ class Importer {
     std::vector<const json*> order;
     if (cls == "Sequential") {
       for (const json& l : layers_of(cfg)) order.push_back(&l);
-    } else {
+    } else if (is_chain(cfg)) {
       order = functional_chain(cfg, built.name);
+    } else {
+      std::set<std::string> saved = reserved_;
+      for (const json& l : layers_of(cfg)) reserved_.insert(layer_name(l));
+      auto g = std::make_shared<Graph>();
+      const Flow out = build_graph(cfg, *g, in, built);
+      reserved_ = saved;
+      seq.add(g, built.name);
+      return out;
     }
     // Keep the names Keras gave its layers free for them; the importer's own Permutes take others.
     std::set<std::string> saved = reserved_;
@@ -313,7 +465,7 @@ class Importer {
     }
 
     fail("layer '" + b.name + "' is a " + cls + ", which kiln cannot import; kiln supports InputLayer, " +
-         keras::importable_classes() + ", and Sequential or single-chain functional models of these");
+         keras::importable_classes() + ", and Sequential or functional models of these");
   }
 
   keras::ConfigReader reader_;

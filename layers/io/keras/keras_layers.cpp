@@ -1,18 +1,23 @@
 // One function per Keras layer class: the config's options checked and turned into kiln
 // layers. A class kiln can import is one function here and one line in the table below.
 #include <map>
+#include <set>
 #include <memory>
 
+#include "layers/add.h"
 #include "layers/avg_pool2d.h"
 #include "layers/batch_norm2d.h"
+#include "layers/concatenate.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
 #include "layers/dropout.h"
 #include "layers/flatten.h"
+#include "layers/global_avg_pool2d.h"
 #include "layers/io/keras/keras_config.h"
 #include "layers/max_pool2d.h"
 #include "layers/permute.h"
 #include "layers/reshape.h"
+#include "layers/zero_padding2d.h"
 
 namespace kiln::keras {
 namespace {
@@ -233,6 +238,99 @@ Flow import_permute(BuildContext& c, const json& cfg, const Where& w, Flow f, Bu
   return f;
 }
 
+// GlobalAveragePooling2D: the mean over the image of each channel; keepdims keeps (1, 1).
+Flow import_global_average_pooling2d(BuildContext& c, const json& cfg, const Where& w, Flow f, Built& b) {
+  const ConfigReader& r = c.reader;
+  const Shape& s = f.shape;
+  if (s.size() != 3) r.fail(w.str() + " gets a " + tuple_str(s) + " input; it takes images (3 axes per example)");
+  const bool cf = r.channels_first_of(cfg, w);
+  const bool keepdims = r.get_bool(cfg, "keepdims", false, w);
+  cf ? c.to_nhwc(f) : c.to_keras_order(f);
+  c.seq.add(std::make_shared<GlobalAvgPool2D>(keepdims), b.name);
+  const int64_t C = cf ? s[0] : s[2];
+  if (!keepdims) {
+    f = Flow{.shape = {C}};
+  } else {
+    f.shape = cf ? Shape{C, 1, 1} : Shape{1, 1, C};  // a channels-first result stays held as (1, 1, C)
+  }
+  return f;
+}
+
+// ZeroPadding2D: padding as one int, (rows, columns) or ((top, bottom), (left, right)).
+Flow import_zero_padding2d(BuildContext& c, const json& cfg, const Where& w, Flow f, Built& b) {
+  const ConfigReader& r = c.reader;
+  const Shape& s = f.shape;
+  if (s.size() != 3) r.fail(w.str() + " gets a " + tuple_str(s) + " input; it takes images (3 axes per example)");
+  const bool cf = r.channels_first_of(cfg, w);
+  const json& p = r.opt(cfg, "padding", w);
+  auto amount = [&](const json& v) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > ConfigReader::kMaxSize)
+      r.fail(w.str() + ": padding " + p.dump() + " must hold sizes from 0 to " + std::to_string(ConfigReader::kMaxSize));
+    return v.get<int64_t>();
+  };
+  ZeroPadding2DOptions o;
+  if (p.is_number_integer()) {
+    o.top = o.bottom = o.left = o.right = amount(p);
+  } else if (p.is_array() && p.size() == 2 && p[0].is_number_integer()) {
+    o.top = o.bottom = amount(p[0]);
+    o.left = o.right = amount(p[1]);
+  } else if (p.is_array() && p.size() == 2 && p[0].is_array() && p[0].size() == 2 && p[1].is_array() && p[1].size() == 2) {
+    o = {.top = amount(p[0][0]), .bottom = amount(p[0][1]), .left = amount(p[1][0]), .right = amount(p[1][1])};
+  } else {
+    r.fail(w.str() + ": padding " + p.dump() + " is not an int, (rows, columns) or ((top, bottom), (left, right))");
+  }
+  cf ? c.to_nhwc(f) : c.to_keras_order(f);
+  c.seq.add(std::make_shared<ZeroPadding2D>(o), b.name);
+  const int64_t C = cf ? s[0] : s[2], H = (cf ? s[1] : s[0]) + o.top + o.bottom, W = (cf ? s[2] : s[1]) + o.left + o.right;
+  f.shape = cf ? Shape{C, H, W} : Shape{H, W, C};
+  return f;
+}
+
+// "(14, 14, 6), (14, 14, 3)": a merge's input shapes, for its errors.
+std::string shapes_of(const std::vector<Flow>& ins) {
+  std::string shapes;
+  for (const Flow& f : ins) shapes += (shapes.empty() ? "" : ", ") + tuple_str(f.shape);
+  return shapes;
+}
+
+// Add: inputs of one shape.
+std::shared_ptr<Module> import_add(const ConfigReader& r, const json&, const Where& w, const std::vector<Flow>& ins,
+                                   Flow& out) {
+  for (const Flow& f : ins)
+    if (f.shape != ins[0].shape)
+      r.fail(w.str() + " adds inputs of shapes " + shapes_of(ins) + "; kiln's Add takes inputs of one shape");
+  out = ins[0];
+  return std::make_shared<Add>();
+}
+
+// Concatenate along one Keras axis, which is kiln's axis of the same number unless the inputs
+// are channels-first images held as (H, W, C).
+std::shared_ptr<Module> import_concatenate(const ConfigReader& r, const json& cfg, const Where& w,
+                                           const std::vector<Flow>& ins, Flow& out) {
+  const int64_t axis = r.axis_of(cfg, "axis", -1, ins[0], w);
+  const size_t a = static_cast<size_t>(axis - 1);
+  out = ins[0];
+  out.shape[a] = 0;
+  for (const Flow& f : ins) {
+    bool fits = f.shape.size() == ins[0].shape.size();
+    for (size_t d = 0; fits && d < f.shape.size(); ++d) fits = d == a || f.shape[d] == ins[0].shape[d];
+    if (!fits)
+      r.fail(w.str() + " joins inputs of shapes " + shapes_of(ins) + " along axis " + std::to_string(axis) +
+             "; every other extent must agree");
+    out.shape[a] += f.shape[a];
+  }
+  static constexpr int64_t kHeldAxis[] = {0, 3, 1, 2};  // (C, H, W) held as (H, W, C): Keras axis -> kiln's
+  return std::make_shared<Concatenate>(ins[0].held_nhwc ? kHeldAxis[axis] : axis);
+}
+
+const std::map<std::string, MergeImporter>& merge_importers() {
+  static const std::map<std::string, MergeImporter> table = {
+      {"Add", import_add},
+      {"Concatenate", import_concatenate},
+  };
+  return table;
+}
+
 const std::map<std::string, LayerImporter>& importers() {
   static const std::map<std::string, LayerImporter> table = {
       {"Conv2D", import_conv2d},
@@ -247,6 +345,8 @@ const std::map<std::string, LayerImporter>& importers() {
       {"Softmax", import_activation},
       {"Reshape", import_reshape},
       {"Permute", import_permute},
+      {"GlobalAveragePooling2D", import_global_average_pooling2d},
+      {"ZeroPadding2D", import_zero_padding2d},
   };
   return table;
 }
@@ -258,9 +358,17 @@ LayerImporter layer_importer(const std::string& class_name) {
   return it == importers().end() ? nullptr : it->second;
 }
 
+MergeImporter merge_importer(const std::string& class_name) {
+  const auto it = merge_importers().find(class_name);
+  return it == merge_importers().end() ? nullptr : it->second;
+}
+
 std::string importable_classes() {
+  std::set<std::string> names;
+  for (const auto& [name, fn] : importers()) names.insert(name);
+  for (const auto& [name, fn] : merge_importers()) names.insert(name);
   std::string list;
-  for (const auto& [name, fn] : importers()) list.append(list.empty() ? "" : ", ").append(name);
+  for (const std::string& name : names) list.append(list.empty() ? "" : ", ").append(name);
   return list;
 }
 
