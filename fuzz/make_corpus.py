@@ -69,4 +69,8 @@ for layer in cyclic["config"]["layers"]:
     if layer["name"] == "stem":
         layer["inbound_nodes"][0]["args"][0]["config"]["keras_history"][0] = "shortcut"
 write("keras_config", "keras3-residual-cycle.json", json.dumps(cyclic).encode())
+# PyTorch state_dicts as torch.save writes them (tests/fixtures/make_torch_state_dict.py).
+torch_fixtures = os.path.join(root, "tests", "fixtures", "torch")
+for name in ["small_cnn_state_dict.pt", "small_cnn_state_dict_f16.pt", "small_cnn_legacy.pt"]:
+    write("torch", name, open(os.path.join(torch_fixtures, name), "rb").read())
 print("wrote", sum(len(fs) for _, _, fs in os.walk(corpus)), "seed files under", corpus)
