@@ -9,6 +9,7 @@
 // PyTorch's float64 pass on the same float32 weights and inputs; kiln's float32 sums of at
 // most 294 terms are off by ~1e-6 relative, while a wrong layout is off by 1e-1 or more.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <H5Cpp.h>
 
@@ -149,8 +150,11 @@ struct RemoveWritten : ::testing::Environment {
 };
 ::testing::Environment* const kRemoveWritten = ::testing::AddGlobalTestEnvironment(new RemoveWritten);
 
+// The path carries the process id: ctest runs each test case as its own process, two at a
+// time, and two cases writing one name would read each other's bytes.
 std::string write_file(const std::string& name, const std::string& bytes) {
-  const std::string path = (std::filesystem::temp_directory_path() / ("kiln_torch_" + name)).string();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("kiln_torch_" + std::to_string(::getpid()) + "_" + name)).string();
   std::ofstream(path, std::ios::binary) << bytes;
   written().push_back(path);
   return path;
@@ -377,7 +381,7 @@ TEST(TorchWeights, TruncatedFilesAreRefused) {
   const std::string whole((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   for (size_t keep : {size_t{0}, size_t{100}, whole.size() / 2, whole.size() - 1}) {
     const std::string path = write_file("truncated.pt", whole.substr(0, keep));
-    EXPECT_NE(error_of([&] { read_torch_state_dict(path); }).find("kiln_torch_truncated.pt"), std::string::npos) << keep;
+    EXPECT_NE(error_of([&] { read_torch_state_dict(path); }).find("_truncated.pt"), std::string::npos) << keep;
   }
   const std::string pkl = state_dict_pickle({{.name = "x"}});
   for (size_t keep = 0; keep < pkl.size(); ++keep) {
@@ -457,7 +461,7 @@ TEST(TorchWeights, DamagedPicklesFailCleanly) {
       read_torch_state_dict(path);
     } catch (const FileError& e) {
       ++refused;
-      EXPECT_NE(std::string(e.what()).find("kiln_torch_damaged.pt"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("_damaged.pt"), std::string::npos) << e.what();
     }
   }
   EXPECT_GT(refused, 150);  // most changes break it: the loop really fed damaged files
