@@ -682,7 +682,10 @@ void load_torch_state_dict(const std::string& path, Module& model, const TorchLo
   for (const auto& [name, t] : model.named_parameters()) add_to_groups(kiln_groups, name, t);
   for (const auto& [name, t] : model.named_buffers()) add_to_groups(kiln_groups, name, t);
 
-  for (const auto& [prefix, chw] : options.flatten_chw) {
+  for (const auto& entry : options.flatten_chw) {
+    // Named locals, not a structured binding: clang 14 cannot capture a binding in a lambda.
+    const std::string& prefix = entry.first;
+    const std::array<int64_t, 3>& chw = entry.second;
     const auto g = std::find_if(torch_groups.begin(), torch_groups.end(), [&](const Group& x) { return x.prefix == prefix; });
     if (g == torch_groups.end() || torch_kind(*g) != LayerKind::Linear)
       throw std::invalid_argument("load_torch_state_dict: flatten_chw names '" + prefix + "', which is no Linear in " + path);
