@@ -40,6 +40,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing_models::ResidualNet;
+using testing_models::expect_same_state;
 using testing_models::train_rows;
 
 std::shared_ptr<Module> relu_layer() { return std::make_shared<ActivationLayer>(Activation::ReLU); }
@@ -69,28 +70,12 @@ std::shared_ptr<Graph> residual_graph() {
   return g;
 }
 
-// The parameters of the Module subclass under the graph's names: the graph has no
-// parameters of its own, and its nodes that hold parameters carry the same names.
-void expect_same_parameters(const Module& a, const Module& b) {
-  for (const bool buffers : {false, true}) {
-    const NamedTensors ta = buffers ? a.named_buffers() : a.named_parameters();
-    const NamedTensors tb = buffers ? b.named_buffers() : b.named_parameters();
-    ASSERT_EQ(ta.size(), tb.size());
-    for (size_t i = 0; i < ta.size(); ++i) {
-      SCOPED_TRACE(ta[i].first);
-      ASSERT_EQ(ta[i].first, tb[i].first);
-      ASSERT_EQ(ta[i].second.shape(), tb[i].second.shape());
-      EXPECT_EQ(std::memcmp(ta[i].second.data(), tb[i].second.data(), sizeof(float) * ta[i].second.numel()), 0);
-    }
-  }
-}
-
 TEST(Graph, AResidualGraphTrainsBitForBitLikeTheSameNetworkWrittenAsAModule) {
   manual_seed(11);
   auto by_hand = std::make_shared<ResidualNet>();
   manual_seed(11);
   auto graph = residual_graph();
-  expect_same_parameters(*by_hand, *graph);
+  expect_same_state(*by_hand, *graph);
 
   constexpr int64_t kEpochs = 3;
   const FitOptions o{.epochs = kEpochs, .batch_size = 32, .seed = 5, .quiet = true};
@@ -102,7 +87,7 @@ TEST(Graph, AResidualGraphTrainsBitForBitLikeTheSameNetworkWrittenAsAModule) {
     EXPECT_EQ(h_hand.epochs[static_cast<size_t>(e)].loss, h_graph.epochs[static_cast<size_t>(e)].loss) << "epoch " << e + 1;
     EXPECT_EQ(h_hand.epochs[static_cast<size_t>(e)].accuracy, h_graph.epochs[static_cast<size_t>(e)].accuracy);
   }
-  expect_same_parameters(*by_hand, *graph);
+  expect_same_state(*by_hand, *graph);
   // It learned (training-mode figures: 18 steps leave the moving batch-norm statistics,
   // momentum 0.99, near their initial values, so inference-mode accuracy says little yet).
   EXPECT_LT(h_graph.epochs.back().loss, h_graph.epochs.front().loss);

@@ -4,6 +4,9 @@
 // real MNIST training rows they train it on.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +59,21 @@ inline const Dataset& train_rows() {
     return make_dataset(set, rows, 10);
   }();
   return d;
+}
+
+// Every parameter and buffer of a and b, by name, shape and bits.
+inline void expect_same_state(const Module& a, const Module& b) {
+  for (const bool buffers : {false, true}) {
+    const NamedTensors ta = buffers ? a.named_buffers() : a.named_parameters();
+    const NamedTensors tb = buffers ? b.named_buffers() : b.named_parameters();
+    ASSERT_EQ(ta.size(), tb.size());
+    for (size_t i = 0; i < ta.size(); ++i) {
+      SCOPED_TRACE(ta[i].first);
+      ASSERT_EQ(ta[i].first, tb[i].first);
+      ASSERT_EQ(ta[i].second.shape(), tb[i].second.shape());
+      EXPECT_EQ(std::memcmp(ta[i].second.data(), tb[i].second.data(), sizeof(float) * ta[i].second.numel()), 0);
+    }
+  }
 }
 
 }  // namespace kiln::testing_models

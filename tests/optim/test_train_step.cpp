@@ -34,22 +34,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing_models::ResidualNet;
+using testing_models::expect_same_state;
 using testing_models::train_rows;
-
-// Every parameter and buffer of a and b, bit for bit.
-void expect_same_state(const Module& a, const Module& b) {
-  for (const bool buffers : {false, true}) {
-    const NamedTensors ta = buffers ? a.named_buffers() : a.named_parameters();
-    const NamedTensors tb = buffers ? b.named_buffers() : b.named_parameters();
-    ASSERT_EQ(ta.size(), tb.size());
-    for (size_t i = 0; i < ta.size(); ++i) {
-      SCOPED_TRACE(ta[i].first);
-      ASSERT_EQ(ta[i].first, tb[i].first);
-      ASSERT_EQ(ta[i].second.numel(), tb[i].second.numel());
-      EXPECT_EQ(std::memcmp(ta[i].second.data(), tb[i].second.data(), sizeof(float) * ta[i].second.numel()), 0);
-    }
-  }
-}
 
 std::unique_ptr<ResidualNet> fresh_model(uint64_t seed) {
   manual_seed(seed);
