@@ -8,10 +8,13 @@ KILN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # one thread pool (the pthread build would add a second pool that fights it for the cores).
 # libopenmpi-dev + openmpi-bin: data-parallel training (optional to kiln; the tests run it
 # on 2 local ranks).
+# libonnx-dev + libprotobuf-dev: ONNX model files (the C++ classes generated from onnx.proto).
 KILN_PACKAGES=(cmake g++ make pkg-config libopenblas-openmp-dev libhdf5-dev libgtest-dev
-               libbenchmark-dev zlib1g-dev libpng-dev nlohmann-json3-dev libopenmpi-dev openmpi-bin)
-# The test command also builds the libFuzzer targets, which need clang and its runtimes.
-if [ "${KILN_WITH_FUZZ:-0}" = 1 ]; then KILN_PACKAGES+=(clang libclang-rt-dev); fi
+               libbenchmark-dev zlib1g-dev libpng-dev nlohmann-json3-dev libopenmpi-dev openmpi-bin
+               libprotobuf-dev libonnx-dev)
+# The test command also builds the libFuzzer targets, which need clang and its runtimes, and
+# runs the ONNX project's node tests (libonnx-testdata, 40 MB).
+if [ "${KILN_WITH_FUZZ:-0}" = 1 ]; then KILN_PACKAGES+=(clang libclang-rt-dev libonnx-testdata); fi
 
 kiln_missing_packages() {
   local missing=() p

@@ -8,6 +8,7 @@
 #include "core/io/zip_archive.h"
 #include "layers/graph.h"
 #include "layers/io/keras/keras_import.h"
+#include "layers/io/onnx/onnx_import.h"
 #include "layers/layer_registry.h"
 
 namespace kiln {
@@ -182,9 +183,18 @@ LoadedModel load_kiln_model(const std::string& path) {
 LoadedModel load_model(const std::string& path) {
   if (!std::filesystem::exists(path)) throw FileError(path, "file not found");
   if (ZipArchive::looks_like_zip(path)) return import_keras(path);
-  if (!h5::is_hdf5(path))
-    throw FileError(path, "not a model file kiln reads: neither HDF5 (a kiln model or a Keras .h5) "
-                               "nor a zip archive (a Keras .keras)");
+  if (!h5::is_hdf5(path)) {
+    // ONNX files have no magic number: a file ending in .onnx is read as one, anything else
+    // only when it parses as one.
+    if (std::filesystem::path(path).extension() == ".onnx") return import_onnx(path);
+    try {
+      return import_onnx(path);
+    } catch (const FileError& e) {
+      if (std::string(e.what()).find("not an ONNX model") == std::string::npos) throw;
+    }
+    throw FileError(path, "not a model file kiln reads: neither HDF5 (a kiln model or a Keras .h5), "
+                               "a zip archive (a Keras .keras) nor an ONNX model");
+  }
   bool kiln_file = false;
   {
     H5::H5File f = h5::open_file(path);

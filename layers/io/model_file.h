@@ -27,17 +27,22 @@ struct LoadedModel {
   // axis order: (28, 28, 1) for a channels-last model, (1, 28, 28) for a channels-first one.
   // model->forward() takes [N, input_shape...].
   Shape input_shape;
+  // Every input's shape, in order, for a model with several (a Graph from an ONNX file);
+  // empty for a model with one (input_shape says it).
+  std::vector<Shape> input_shapes{};
   std::string name;           // the model's name in the file
-  std::string format;         // "kiln", "keras-h5" (legacy HDF5) or "keras-zip" (.keras)
-  std::string keras_version;  // the Keras that wrote it ("3.1.1"); empty for kiln's files
+  std::string format;         // "kiln", "keras-h5" (legacy HDF5), "keras-zip" (.keras) or "onnx"
+  std::string keras_version;  // the Keras that wrote it ("3.1.1"); empty for other files
+  std::string producer;       // ONNX: the program that wrote it and the opset ("pytorch 1.13.1, opset 13")
 };
 
 // The current version of kiln's model format.
 constexpr int kModelFileVersion = 1;
 
 // Opens any model file kiln reads, by content (not by extension): a kiln model file, a Keras
-// legacy HDF5 file (model.save("m.h5")) or a Keras 3 .keras zip. The model comes back in
-// inference mode (eval()).
+// legacy HDF5 file (model.save("m.h5")), a Keras 3 .keras zip or an ONNX model
+// (layers/io/onnx/onnx_import.h; a protobuf has no magic number, so a file that is none of
+// the others is read as ONNX). The model comes back in inference mode (eval()).
 LoadedModel load_model(const std::string& path);
 
 // Writes model (fed one example of shape input_shape) as a kiln model file, atomically.
