@@ -3,8 +3,8 @@
 //   kiln data mnist [--dir DIR]   put MNIST into DIR (default data/mnist), verified
 //   kiln demo [--data-dir DIR]    train the lab's Task 1 CNN briefly with plain ops
 //   kiln summary task1|task2|task3|MODEL  print a lab model's (or a model file's) layer table
-//   kiln evaluate MODEL --dataset mnist-test  accuracy and loss of a Keras or kiln model file
-//   kiln convert IN OUT [--to keras|kiln]  rewrite a model file as a Keras or kiln file
+//   kiln evaluate MODEL --dataset mnist-test  accuracy and loss of a Keras, ONNX or kiln model file
+//   kiln convert IN OUT [--to keras|onnx|kiln]  rewrite a model file as a Keras, ONNX or kiln file
 //   kiln augment-grid ...         write a PNG grid of augmented samples
 #include <algorithm>
 #include <chrono>
@@ -31,6 +31,7 @@
 #include "data/formats/pcam.h"
 #include "data/lab/lab_augmentation.h"
 #include "layers/io/keras/keras_export.h"
+#include "layers/io/onnx/onnx_export.h"
 #include "layers/io/model_file.h"
 #include "layers/zoo/lab_models.h"
 #include "optim/train/fit.h"
@@ -45,9 +46,9 @@ const char* kUsage =
     "  data mnist     put MNIST into a data directory (verified by SHA-256)\n"
     "  demo           train the lab's Task 1 CNN for a short while with kiln's ops\n"
     "  summary        print the layers, output shapes and parameter counts of a lab model\n"
-    "                 or of a model file (Keras .h5/.keras or kiln)\n"
-    "  evaluate       accuracy and loss of a model file (Keras .h5/.keras or kiln) on MNIST\n"
-    "  convert        rewrite a model file as a Keras legacy .h5 file or a kiln model file\n"
+    "                 or of a model file (Keras .h5/.keras, ONNX .onnx or kiln)\n"
+    "  evaluate       accuracy and loss of a model file (Keras, ONNX or kiln) on MNIST\n"
+    "  convert        rewrite a model file as a Keras legacy .h5, an ONNX or a kiln model file\n"
     "  augment-grid   write a PNG grid of augmented samples, to see the augmentation\n\n"
     "Run `kiln <command> --help` for a command's options.\n";
 
@@ -202,6 +203,7 @@ std::string tuple_str(const kiln::Shape& s) {
 
 std::string describe_source(const kiln::LoadedModel& m) {
   if (m.format == "kiln") return "kiln model file";
+  if (m.format == "onnx") return "ONNX (" + m.producer + ")";
   return "Keras " + (m.keras_version.empty() ? std::string("(version not stated)") : m.keras_version) +
          (m.format == "keras-zip" ? ", .keras zip" : ", legacy HDF5");
 }
@@ -209,8 +211,8 @@ std::string describe_source(const kiln::LoadedModel& m) {
 int cmd_summary(int argc, char** argv) {
   kiln::cli::Args args("kiln summary",
                        "Prints the layer table of one of the lab's models, or of a model file "
-                       "(a Keras .h5/.hdf5/.keras file or a kiln model file). For a channels-first "
-                       "Keras model the shapes are kiln's NHWC ones.");
+                       "(a Keras .h5/.hdf5/.keras file, an ONNX .onnx file or a kiln model file). For a "
+                       "channels-first Keras or an NCHW ONNX model the shapes are kiln's NHWC ones.");
   args.positional("model", "task1, task2, task3, or the path of a model file");
   args.option("input", "HxWxC", "input size for task3 (32x32x3 or 96x96x3)", "32x32x3");
   args.parse(argc, argv, 2);
@@ -221,6 +223,11 @@ int cmd_summary(int argc, char** argv) {
       return kiln::load_model(which);
     }();
     std::cout << which << ": " << describe_source(m) << ", input " << tuple_str(m.input_shape) << "\n";
+    if (!m.input_shapes.empty()) {
+      std::cerr << "kiln summary: " << which << " has " << m.input_shapes.size()
+                << " inputs; the layer table is made for models with one\n";
+      return 2;
+    }
     std::cout << kiln::summary(*m.model, m.input_shape, m.name);
     return 0;
   }
@@ -291,7 +298,7 @@ double parse_number(const std::string& text, const char* flag) {
 
 int cmd_evaluate(int argc, char** argv) {
   kiln::cli::Args args("kiln evaluate",
-                       "Loads a model file (a Keras .h5/.hdf5/.keras file or a kiln model file), "
+                       "Loads a model file (a Keras .h5/.hdf5/.keras file, an ONNX .onnx file or a kiln model file), "
                        "feeds it the MNIST images as scale * pixel + shift in the model's input "
                        "shape, and prints the accuracy, the loss (when the model ends in softmax) "
                        "and the number of images.");
@@ -316,6 +323,10 @@ int cmd_evaluate(int argc, char** argv) {
     const kiln::cli::Deadline deadline("kiln evaluate", path, 120);
     return kiln::load_model(path);
   }();
+  if (!m.input_shapes.empty()) {
+    std::cerr << "kiln evaluate: " << path << " has " << m.input_shapes.size() << " inputs; MNIST feeds one\n";
+    return 2;
+  }
   const kiln::ImageSet raw = kiln::load_mnist(args.get("data-dir"), dataset == "mnist-test" ? "t10k" : "train");
   const int64_t per_image = raw.row_size();
   if (kiln::shape_numel(m.input_shape) != per_image) {
@@ -420,18 +431,22 @@ int cmd_augment_grid(int argc, char** argv) {
 
 int cmd_convert(int argc, char** argv) {
   kiln::cli::Args args("kiln convert",
-                       "Reads a model file (a Keras .h5/.hdf5/.keras file or a kiln model file) and "
-                       "writes it again, architecture and weights, as a Keras legacy HDF5 model file "
-                       "(the layout of model.save('m.h5'), which Keras and h5py read) or as a kiln "
-                       "model file. OUT is written under a temporary name and renamed, so a failure "
-                       "leaves no partial file and an existing OUT untouched.");
+                       "Reads a model file (a Keras .h5/.hdf5/.keras file, an ONNX .onnx file or a kiln "
+                       "model file) and writes it again, architecture and weights, as a Keras legacy "
+                       "HDF5 model file (the layout of model.save('m.h5'), which Keras and h5py read), "
+                       "an ONNX model (opset 13; it takes the input the kiln model takes, NHWC for "
+                       "images) or a kiln model file. OUT is written under a temporary name and renamed, "
+                       "so a failure leaves no partial file and an existing OUT untouched.");
   args.positional("in", "the model file to read");
   args.positional("out", "the file to write");
-  args.option("to", "FORMAT", "keras (legacy HDF5 layout) or kiln", "keras");
+  args.option("to", "FORMAT", "keras (legacy HDF5 layout), onnx or kiln; auto: onnx for OUT ending in .onnx, "
+                              "else keras", "auto");
   args.parse(argc, argv, 2);
-  const std::string to = args.get("to"), in = args.get("in"), out = args.get("out");
-  if (to != "keras" && to != "kiln") {
-    std::cerr << "kiln convert: unknown --to '" << to << "' (known: keras, kiln)\n";
+  std::string to = args.get("to");
+  const std::string in = args.get("in"), out = args.get("out");
+  if (to == "auto") to = std::filesystem::path(out).extension() == ".onnx" ? "onnx" : "keras";
+  if (to != "keras" && to != "kiln" && to != "onnx") {
+    std::cerr << "kiln convert: unknown --to '" << to << "' (known: auto, keras, onnx, kiln)\n";
     return 2;
   }
   if (std::filesystem::exists(out) && std::filesystem::equivalent(in, out)) {
@@ -442,10 +457,17 @@ int cmd_convert(int argc, char** argv) {
     const kiln::cli::Deadline deadline("kiln convert", in, 120);
     return kiln::load_model(in);
   }();
+  if (!m.input_shapes.empty()) {
+    std::cerr << "kiln convert: " << in << " has " << m.input_shapes.size()
+              << " inputs; kiln writes models with one input\n";
+    return 2;
+  }
   if (to == "keras") kiln::export_keras(out, *m.model, m.input_shape, m.name);
+  else if (to == "onnx") kiln::export_onnx(out, *m.model, m.input_shape, m.name);
   else kiln::save_model(out, *m.model, m.input_shape, m.name);
+  const char* written = to == "keras" ? "Keras legacy HDF5" : to == "onnx" ? "ONNX, opset 13" : "kiln model file";
   std::printf("%s (%s, input %s) -> %s (%s)\n", in.c_str(), describe_source(m).c_str(),
-              tuple_str(m.input_shape).c_str(), out.c_str(), to == "keras" ? "Keras legacy HDF5" : "kiln model file");
+              tuple_str(m.input_shape).c_str(), out.c_str(), written);
   return 0;
 }
 

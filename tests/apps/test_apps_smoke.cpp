@@ -296,17 +296,20 @@ TEST_F(AppsSmoke, BadInputGivesAClearErrorNotACrash) {
   }
 }
 
-// `kiln convert` rewrites a real Keras file as a Keras legacy file and as a kiln file; all
-// three give the same predictions on the committed MNIST slice (same count of correct images,
-// same loss to float rounding), and a bad request leaves no output behind.
+// `kiln convert` rewrites a real Keras file as a Keras legacy file, as a kiln file and as an
+// ONNX file (chosen by the .onnx extension); all four give the same predictions on the
+// committed MNIST slice (same count of correct images, same loss to float rounding), and a
+// bad request leaves no output behind.
 TEST_F(AppsSmoke, KilnConvertKeepsEveryPrediction) {
   const std::string keras = std::string(KILN_FIXTURE_DIR) + "/keras/keras3.1-convnet.h5";
-  const fs::path as_keras = dir_ / "converted_keras.h5", as_kiln = dir_ / "converted_kiln.h5";
+  const fs::path as_keras = dir_ / "converted_keras.h5", as_kiln = dir_ / "converted_kiln.h5",
+                 as_onnx = dir_ / "converted.onnx";
   ASSERT_EQ(run_app("kiln", "convert '" + keras + "' '" + as_keras.string() + "'", dir_ / "c1.log").status, 0);
   ASSERT_EQ(run_app("kiln", "convert '" + as_keras.string() + "' '" + as_kiln.string() + "' --to kiln",
                     dir_ / "c2.log").status, 0);
+  ASSERT_EQ(run_app("kiln", "convert '" + as_kiln.string() + "' '" + as_onnx.string() + "'", dir_ / "c5.log").status, 0);
   std::vector<json> results;
-  for (const std::string& model : {keras, as_keras.string(), as_kiln.string()}) {
+  for (const std::string& model : {keras, as_keras.string(), as_kiln.string(), as_onnx.string()}) {
     const fs::path out = dir_ / ("eval" + std::to_string(results.size()) + ".json");
     const Result r = run_app("kiln", "evaluate '" + model + "' --data-dir '" + kData + "/mnist' --json '" +
                                          out.string() + "'", dir_ / "eval.log");
@@ -320,9 +323,10 @@ TEST_F(AppsSmoke, KilnConvertKeepsEveryPrediction) {
     EXPECT_NEAR(results[i]["loss"].get<double>(), results[0]["loss"].get<double>(), 1e-5);
   }
   EXPECT_EQ(results[2]["format"], "kiln");
+  EXPECT_EQ(results[3]["format"], "onnx");
 
   const fs::path never = dir_ / "never.h5";
-  const Result bad_format = run_app("kiln", "convert '" + keras + "' '" + never.string() + "' --to onnx", dir_ / "c3.log");
+  const Result bad_format = run_app("kiln", "convert '" + keras + "' '" + never.string() + "' --to caffe", dir_ / "c3.log");
   EXPECT_EQ(bad_format.status, 2);
   EXPECT_NE(bad_format.output.find("--to"), std::string::npos) << bad_format.output;
   const Result missing = run_app("kiln", "convert /no/such/model.h5 '" + never.string() + "'", dir_ / "c4.log");

@@ -258,7 +258,7 @@ TEST_F(WriteFaults, KilnConvertKeepsThePreviousFile) {
   const std::string keras = std::string(KILN_FIXTURE_DIR) + "/keras/keras3.1-convnet.h5";
   const std::string previous = "the previous file\n";
   auto prepare = [&](const fs::path& work) { std::ofstream(work / "m.h5", std::ios::binary) << previous; };
-  for (const std::string to : {"kiln", "keras"}) {
+  for (const std::string to : {"kiln", "keras", "onnx"}) {
     auto args = [&](const fs::path& work) {
       return "convert '" + keras + "' '" + (work / "m.h5").string() + "' --to " + to;
     };

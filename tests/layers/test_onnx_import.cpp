@@ -25,6 +25,7 @@
 
 #include "core/autograd.h"
 #include "core/io/file_error.h"
+#include "tests/layers/file_error_of.h"
 #include "layers/graph.h"
 #include "layers/io/model_file.h"
 #include "layers/io/onnx/onnx_import.h"
@@ -59,15 +60,6 @@ double relative_error(const Tensor& got, const Tensor& want) {
     scale = std::max(scale, static_cast<double>(std::abs(want.data()[i])));
   }
   return err / scale;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const FileError& e) {
-    return e.what();
-  }
-  return "(no FileError)";
 }
 
 // ---- PyTorch-made models ------------------------------------------------------------------

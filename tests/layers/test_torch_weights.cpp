@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/io/file_error.h"
+#include "tests/layers/file_error_of.h"
 #include "core/io/zip_archive.h"
 #include "core/tensor.h"
 #include "layers/activation.h"
@@ -88,15 +89,6 @@ float logits_error(Module& model) {
   }
   EXPECT_GT(scale, 0.1f) << "reference logits are all near zero: the fixture checks nothing";
   return err / scale;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const FileError& e) {
-    return e.what();
-  }
-  return "(no FileError)";
 }
 
 // ---- zips and pickles by hand -------------------------------------------------------------
