@@ -17,6 +17,7 @@
 
 #include "core/autograd.h"
 #include "core/io/file_error.h"
+#include "tests/layers/file_error_of.h"
 #include "layers/activation.h"
 #include "layers/add.h"
 #include "layers/avg_pool2d.h"
@@ -39,15 +40,6 @@
 
 namespace kiln {
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const FileError& e) {
-    return e.what();
-  }
-  return "(no FileError)";
-}
 
 // Batch-norm statistics and scales away from 1 and 0, so that a wrong channel order shows.
 void perturb_batch_norms(Module& m, uint64_t seed) {
