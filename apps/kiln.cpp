@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iostream>
 #include <new>
+#include <sstream>
 #include <string>
 
 #include "apps/common/cli.h"
@@ -32,6 +33,7 @@
 #include "data/lab/lab_augmentation.h"
 #include "layers/io/keras/keras_export.h"
 #include "layers/io/onnx/onnx_export.h"
+#include "optim/inspect/inspect.h"
 #include "layers/io/model_file.h"
 #include "layers/zoo/lab_models.h"
 #include "optim/train/fit.h"
@@ -49,6 +51,8 @@ const char* kUsage =
     "                 or of a model file (Keras .h5/.keras, ONNX .onnx or kiln)\n"
     "  evaluate       accuracy and loss of a model file (Keras, ONNX or kiln) on MNIST\n"
     "  convert        rewrite a model file as a Keras legacy .h5, an ONNX or a kiln model file\n"
+    "  inspect        pictures of a model on a dataset: confusion, ROC, filters, feature maps,\n"
+    "                 Grad-CAM, the worst errors, per-layer statistics\n"
     "  augment-grid   write a PNG grid of augmented samples, to see the augmentation\n\n"
     "Run `kiln <command> --help` for a command's options.\n";
 
@@ -386,6 +390,94 @@ int cmd_evaluate(int argc, char** argv) {
   return 0;
 }
 
+int cmd_inspect(int argc, char** argv) {
+  kiln::cli::Args args("kiln inspect",
+                       "Writes the pictures a CNN course shows for a model file and a labelled dataset into "
+                       "OUT: confusion.png/.csv, roc.png/.csv (binary models), filters-<layer>.png for every "
+                       "Conv2D, feature-maps-<row>.png and gradcam-<row>.png (Grad-CAM for the true and the "
+                       "predicted class, and saliency) for a few images, worst.png (the most confidently "
+                       "wrong images) and layer-stats.csv.");
+  args.positional("model", "the model file (kiln, Keras or ONNX)");
+  args.option("dataset", "NAME", "mnist-test, mnist-train, pcam-valid or pcam-train", "mnist-test");
+  args.option("data-dir", "DIR", "directory with the MNIST IDX files or the PatchCamelyon HDF5 files", "data/mnist");
+  args.option("out", "DIR", "output directory", "inspect");
+  args.option("images", "ROWS", "comma-separated dataset rows for feature maps and Grad-CAM (default: the first "
+                                "image of each class, at most 4)", "");
+  args.option("worst", "N", "images in worst.png", "16");
+  args.option("layer", "NAME", "Grad-CAM's layer, as the feature-map pictures name it (default: the last Conv2D)", "");
+  args.option("limit", "N", "use the first N images of the dataset (0: all)", "0");
+  args.option("scale", "A", "input = A * pixel + B; auto: the lab's 2/255 for kiln files, 1/255 for Keras and ONNX files", "auto");
+  args.option("shift", "B", "input = A * pixel + B; auto: -1 for kiln files, 0 otherwise", "auto");
+  args.parse(argc, argv, 2);
+  const std::string dataset = args.get("dataset"), path = args.get("model");
+  const bool mnist = dataset == "mnist-test" || dataset == "mnist-train";
+  if (!mnist && dataset != "pcam-valid" && dataset != "pcam-train") {
+    std::cerr << "kiln inspect: --dataset: unknown dataset '" << dataset
+              << "' (known: mnist-test, mnist-train, pcam-valid, pcam-train)\n";
+    return 2;
+  }
+  const kiln::LoadedModel m = [&] {
+    const kiln::cli::Deadline deadline("kiln inspect", path, 120);
+    return kiln::load_model(path);
+  }();
+  if (!m.input_shapes.empty()) {
+    std::cerr << "kiln inspect: " << path << " has " << m.input_shapes.size() << " inputs; inspect feeds one\n";
+    return 2;
+  }
+  const bool lab = m.format == "kiln";
+  const double scale = args.get("scale") == "auto" ? (lab ? 2.0 / 255.0 : 1.0 / 255.0) : parse_number(args.get("scale"), "scale");
+  const double shift = args.get("shift") == "auto" ? (lab ? -1.0 : 0.0) : parse_number(args.get("shift"), "shift");
+  kiln::ImageSet raw = mnist ? kiln::load_mnist(args.get("data-dir"), dataset == "mnist-test" ? "t10k" : "train")
+                             : kiln::load_pcam(args.get("data-dir"), dataset == "pcam-valid" ? "valid" : "train");
+  const int64_t limit = args.get_int("limit");
+  const int64_t n = limit > 0 ? std::min(limit, raw.n) : raw.n;
+  const int64_t per_image = raw.row_size();
+  if (kiln::shape_numel(m.input_shape) != per_image) {
+    std::cerr << "kiln inspect: " << path << " takes inputs of shape " << tuple_str(m.input_shape) << " but the "
+              << dataset << " images have " << per_image << " values each\n";
+    return 2;
+  }
+  // As in evaluate: the images in the model's input shape (for one channel, NHWC and NCHW
+  // share the order; a 3-channel NCHW model would need its images transposed, which is refused).
+  if (raw.c == 3 && m.input_shape.size() == 3 && m.input_shape[0] == 3) {
+    std::cerr << "kiln inspect: " << path << " takes channels-first images " << tuple_str(m.input_shape)
+              << "; inspect feeds channels-last ones\n";
+    return 2;
+  }
+  kiln::Dataset data;
+  kiln::Shape shape = {n};
+  shape.insert(shape.end(), m.input_shape.begin(), m.input_shape.end());
+  data.x = kiln::Tensor::empty(shape);
+  for (int64_t i = 0; i < n * per_image; ++i)
+    data.x.data()[i] = static_cast<float>(scale * raw.pixels[static_cast<size_t>(i)] + shift);
+  data.labels.assign(raw.labels.begin(), raw.labels.begin() + n);
+  data.num_classes = mnist ? 10 : 2;
+  data.y_onehot = kiln::one_hot(data.labels, data.num_classes);
+  kiln::InspectOptions o;
+  o.out_dir = args.get("out");
+  o.worst = args.get_int("worst");
+  o.layer = args.get("layer");
+  o.title = std::filesystem::path(path).filename().string();
+  o.value_range = {static_cast<float>(shift), static_cast<float>(255.0 * scale + shift)};
+  if (!mnist) o.class_names = {"normal", "tumour"};
+  std::stringstream rows(args.get("images"));
+  for (std::string part; std::getline(rows, part, ',');) {
+    const double row = parse_number(part, "images");
+    if (row < 0 || row >= static_cast<double>(n) || row != std::floor(row))
+      throw FlagError("--images: row '" + part + "' is not one of the " + std::to_string(n) + " images (0.." +
+                      std::to_string(n - 1) + ")");
+    o.images.push_back(static_cast<int64_t>(row));
+  }
+  std::printf("%s: %s, input %s; %s: %lld images fed as %.9g * pixel + %.9g\n", path.c_str(), describe_source(m).c_str(),
+              tuple_str(m.input_shape).c_str(), dataset.c_str(), static_cast<long long>(n), scale, shift);
+  const kiln::InspectResult r = kiln::inspect(*m.model, data, o);
+  std::printf("accuracy %.2f %% (%lld / %lld)", 100.0 * r.accuracy, static_cast<long long>(r.confusion.correct()),
+              static_cast<long long>(n));
+  if (r.auc >= 0) std::printf(", AUC %.4f", r.auc);
+  std::printf("; %zu files in %s\n", r.files.size(), o.out_dir.c_str());
+  return 0;
+}
+
 int cmd_augment_grid(int argc, char** argv) {
   kiln::cli::Args args("kiln augment-grid",
                        "Writes a PNG grid: each row one image from the dataset, first column the "
@@ -485,6 +577,7 @@ int main(int argc, char** argv) {
     if (cmd == "evaluate") return cmd_evaluate(argc, argv);
     if (cmd == "convert") return cmd_convert(argc, argv);
     if (cmd == "augment-grid") return cmd_augment_grid(argc, argv);
+    if (cmd == "inspect") return cmd_inspect(argc, argv);
   } catch (const FlagError& e) {
     std::cerr << "kiln " << cmd << ": " << e.what() << "\n";
     return 2;

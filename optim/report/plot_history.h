@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/io/png_image.h"
+#include "optim/report/plot.h"  // draw_text, text_width
 #include "optim/train/fit.h"
 
 namespace kiln {
@@ -28,13 +29,5 @@ RgbCanvas render_history(const History& history, const PlotOptions& options = {}
 // render_history written to path as PNG (through write_png: a temporary file, then renamed).
 void write_history_png(const std::string& path, const History& history,
                        const PlotOptions& options = {});
-
-// Draws `text` in the built-in 5x7 font with its top-left corner at (x, y), each font pixel
-// scale x scale (the tails of g, p, q, y reach 2 font pixels below the 7); vertical turns it 90 degrees counter-clockwise (reading bottom to top, for a
-// y-axis label). Characters without a glyph draw as a hollow box. Returns the advance in pixels.
-int draw_text(RgbCanvas& canvas, int x, int y, const std::string& text, Rgb color, int scale = 1,
-              bool vertical = false);
-// Width in pixels of `text` drawn at `scale` (6 font pixels per character, less the last gap).
-int text_width(const std::string& text, int scale = 1);
 
 }  // namespace kiln
