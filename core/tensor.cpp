@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -22,7 +23,12 @@ std::string shape_str(const Shape& shape) {
 
 int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    // A product past int64 (a damaged file's extents) would wrap to a small or negative count.
+    if (d > 0 && n > std::numeric_limits<int64_t>::max() / d)
+      throw std::invalid_argument("shape " + shape_str(shape) + " holds more than 2^63 elements");
+    n *= d;
+  }
   return n;
 }
 

@@ -14,7 +14,7 @@ jobs="$(nproc 2>/dev/null || echo 2)"
 cmake -S "$root" -B "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DCMAKE_CXX_COMPILER=clang++ -DKILN_FUZZ=ON -DKILN_BUILD_TESTS=OFF -DKILN_BUILD_BENCH=OFF \
   -DKILN_BUILD_APPS=OFF -DKILN_MPI=OFF >/dev/null
-cmake --build "$root/build-fuzz" -j "$jobs" --target fuzz_idx fuzz_hdf5 fuzz_keras_config fuzz_torch
+cmake --build "$root/build-fuzz" -j "$jobs" --target fuzz_idx fuzz_hdf5 fuzz_keras_config fuzz_torch fuzz_onnx
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 # detect_leaks=0: HDF5 keeps library-lifetime allocations. allocator_may_return_null=1: libhdf5
@@ -22,7 +22,7 @@ trap 'rm -rf "$scratch"' EXIT
 # ASan would abort instead. (operator new still throws std::bad_alloc, which the targets do not
 # catch: kiln's own code must never try such an allocation.)
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:${ASAN_OPTIONS:-}"
-for target in idx hdf5 keras_config torch; do
+for target in idx hdf5 keras_config torch onnx; do
   mkdir -p "$scratch/$target" "$scratch/crashes"
   cp "$root/fuzz/corpus/$target/"* "$scratch/$target/"
   echo "fuzz_$target: ${seconds}s from $(ls "$root/fuzz/corpus/$target" | wc -l) seed inputs"

@@ -12,10 +12,18 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "app_runner.h"
 #include "core/io/h5_io.h"
+#include "layers/activation.h"
+#include "layers/add.h"
+#include "layers/conv2d.h"
+#include "layers/dense.h"
+#include "layers/flatten.h"
+#include "layers/graph.h"
 #include "layers/zoo/lab_models.h"
 #include "layers/io/model_file.h"
 
@@ -27,6 +35,7 @@ using kiln::testing_apps::Result;
 using kiln::testing_apps::run_app;
 
 const std::string kKeras = std::string(KILN_FIXTURE_DIR) + "/keras";
+const std::string kOnnx = std::string(KILN_FIXTURE_DIR) + "/onnx";
 const std::string kPrevious = "{\"from\": \"an earlier run\"}\n";
 
 void write_bytes(const fs::path& path, const std::string& bytes) {
@@ -84,6 +93,7 @@ struct Case {
   std::string args;   // "{out}" stands for the case's output directory
   int status;         // 1: a bad file, 2: a bad command line
   std::string names;  // what the error must mention: the file or the flag
+  std::string also{};  // when not empty: what the error's line must say besides
 };
 
 class HostileInput : public ::testing::Test {
@@ -115,6 +125,8 @@ class HostileInput : public ::testing::Test {
       if (at != std::string::npos) {
         const size_t line_start = r.output.rfind('\n', at) == std::string::npos ? 0 : r.output.rfind('\n', at) + 1;
         EXPECT_EQ(r.output.compare(line_start, c.app.size(), c.app), 0) << r.output;
+        const std::string line = r.output.substr(line_start, r.output.find('\n', at) - line_start);
+        EXPECT_NE(line.find(c.also), std::string::npos) << "the error should say " << c.also << ":\n" << r.output;
       }
       EXPECT_EQ(r.output.find("terminate called"), std::string::npos) << r.output;
       EXPECT_EQ(read_file(out / "results.json"), kPrevious) << "an earlier result was overwritten";
@@ -232,6 +244,102 @@ TEST_F(HostileInput, ModelFiles) {
   run_cases(cases);
 }
 
+// ONNX files, each through every app that reads a model: summary, evaluate and convert.
+TEST_F(HostileInput, OnnxFiles) {
+  const fs::path d = dir_ / "onnx";
+  fs::create_directories(d);
+  const std::string fixture = kOnnx + "/small_cnn_opset13.onnx";
+  const std::string bytes = read_file(fixture);
+  ASSERT_GT(bytes.size(), 1000u);
+  write_bytes(d / "truncated.onnx", bytes.substr(0, bytes.size() / 2));
+  std::string noise(4096, '\0');  // the same bytes every run
+  uint32_t state = 12345;
+  for (char& c : noise) c = static_cast<char>((state = state * 1664525u + 1013904223u) >> 24);
+  write_bytes(d / "random.onnx", noise);
+  // Not ONNX, and no extension that says what it was meant to be: the error lists what kiln reads.
+  write_bytes(d / "notes", "name,accuracy\ntask1,0.99\n");
+  // Edits that keep the protobuf valid (a string replaced by one of the same length): an op
+  // kiln does not import (names and references change alike), and an attribute it does not read.
+  auto replaced = [&](const std::string& from, const std::string& to) {
+    std::string b = bytes;
+    size_t n = 0;
+    for (size_t at = 0; (at = b.find(from, at)) != std::string::npos; at += to.size(), ++n) b.replace(at, from.size(), to);
+    EXPECT_GT(n, 0u) << from << " is not in " << fixture;
+    return b;
+  };
+  write_bytes(d / "unknown_op.onnx", replaced("Relu", "Relx"));
+  write_bytes(d / "unknown_attribute.onnx", replaced("dilations", "dilatixns"));
+  // The fixture itself goes through each app, so the cases below fail for their edit alone.
+  const std::string data = " --data-dir '" + std::string(KILN_TEST_DATA_DIR) + "/mnist'";
+  for (const std::string& args : {"summary '" + fixture + "'", "evaluate '" + fixture + "'" + data,
+                                  "convert '" + fixture + "' '" + (d / "converted.h5").string() + "'"}) {
+    const Result ok = run_app("kiln", args, dir_ / "onnx_good.log");
+    ASSERT_EQ(ok.status, 0) << args << "\n" << ok.output;
+  }
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"truncated.onnx", "not an ONNX model"},
+      {"random.onnx", "not an ONNX model"},
+      {"notes", "not a model file kiln reads"},
+      {"unknown_op.onnx", "op Relx is not supported"},
+      {"unknown_attribute.onnx", "attribute 'dilatixns' is not supported"},
+  };
+  std::vector<Case> cases;
+  for (const auto& [name, says] : files) {
+    const std::string path = (d / name).string();
+    cases.push_back({"onnx_summary_" + name, "kiln", "summary '" + path + "'", 1, path, says});
+    cases.push_back({"onnx_evaluate_" + name, "kiln", "evaluate '" + path + "' --json {out}/results.json" + data, 1, path, says});
+    cases.push_back({"onnx_convert_" + name, "kiln", "convert '" + path + "' {out}/converted.h5", 1, path, says});
+  }
+  run_cases(cases);
+}
+
+// kiln model files of a Graph whose nodes do not form a graph kiln can run: a node that reads
+// a later node (a cycle) and one that reads a node that does not exist. Each is refused on load,
+// naming the node.
+TEST_F(HostileInput, GraphModelFiles) {
+  const fs::path d = dir_ / "graphs";
+  fs::create_directories(d);
+  // A small residual Graph (relu and conv2 meet in sum), saved with kiln's API.
+  auto g = std::make_shared<kiln::Graph>();
+  g->input("image");
+  g->add("conv1", std::make_shared<kiln::Conv2D>(kiln::Conv2DOptions{.in_channels = 1, .filters = 2}), {"image"});
+  g->add("relu", std::make_shared<kiln::ActivationLayer>(kiln::Activation::ReLU), {"conv1"});
+  g->add("conv2", std::make_shared<kiln::Conv2D>(kiln::Conv2DOptions{.in_channels = 2, .filters = 2}), {"relu"});
+  g->add("sum", std::make_shared<kiln::Add>(), {"relu", "conv2"});
+  g->add("flatten", std::make_shared<kiln::Flatten>(), {"sum"});
+  g->add("head", std::make_shared<kiln::Dense>(kiln::DenseOptions{.in_features = 28 * 28 * 2, .units = 10}), {"flatten"});
+  kiln::manual_seed(1);
+  const fs::path good = d / "graph.h5";
+  kiln::save_model(good.string(), *g, {28, 28, 1}, "residual");
+  const Result ok = run_app("kiln", "summary '" + good.string() + "'", dir_ / "graph_good.log");
+  ASSERT_EQ(ok.status, 0) << ok.output;
+  // Copies whose architecture attribute has relu's inputs (["conv1"]) rewritten.
+  auto rewired = [&](const std::string& name, const std::string& inputs) {
+    const fs::path path = d / name;
+    fs::copy_file(good, path);
+    H5::H5File f(path.string(), H5F_ACC_RDWR);
+    std::string arch = kiln::h5::read_string(f, "architecture", path.string());
+    const std::string from = "\"inputs\":[\"conv1\"]";
+    const size_t at = arch.find(from);
+    EXPECT_NE(at, std::string::npos) << arch;
+    if (at != std::string::npos) arch.replace(at, from.size(), "\"inputs\":[" + inputs + "]");
+    f.removeAttr("architecture");
+    kiln::h5::write_string(f, "architecture", arch);
+    return path.string();
+  };
+  const std::string cycle = rewired("cycle.h5", "\"sum\"");        // relu <- sum <- relu
+  const std::string dangling = rewired("dangling.h5", "\"conv0\"");  // no node conv0
+  const std::string data = " --data-dir '" + std::string(KILN_TEST_DATA_DIR) + "/mnist'";
+  std::vector<Case> cases;
+  for (const auto& [name, path, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"cycle", cycle, "node 'relu' takes 'sum'"}, {"dangling", dangling, "node 'relu' takes 'conv0'"}}) {
+    cases.push_back({"graph_summary_" + name, "kiln", "summary '" + path + "'", 1, path, says});
+    cases.push_back({"graph_evaluate_" + name, "kiln", "evaluate '" + path + "' --json {out}/results.json" + data, 1, path, says});
+    cases.push_back({"graph_convert_" + name, "kiln", "convert '" + path + "' {out}/converted.h5 --to kiln", 1, path, says});
+  }
+  run_cases(cases);
+}
+
 // A file found by fuzz_hdf5 on which libhdf5 itself loops forever: the app's read deadline
 // (shortened here through KILN_READ_DEADLINE_SECONDS) must end it with a clear error.
 TEST_F(HostileInput, FileThatHangsTheHdf5Library) {
@@ -299,7 +407,7 @@ TEST_F(HostileInput, CommandLines) {
        "--shift"},
       {"scale_overflow", "kiln", "evaluate '" + kKeras + "/keras3.1-convnet.h5' --scale 1e308/1e-308 --json {out}/results.json",
        2, "finite"},
-      {"convert_to_unknown", "kiln", "convert '" + kKeras + "/keras3.1-convnet.h5' {out}/m.onnx --to onnx", 2, "--to"},
+      {"convert_to_unknown", "kiln", "convert '" + kKeras + "/keras3.1-convnet.h5' {out}/m.caffemodel --to caffe", 2, "--to"},
   };
   run_cases(cases);
 }

@@ -498,6 +498,24 @@ TEST(OnnxImport, BrokenGraphsAreRefusedNotRun) {
     b.node("Gemm", {"x", "w"}, {"y"});
     EXPECT_NE(b.error().find("initializer 'w': float_data holds 3 numbers, the dims need 12"), std::string::npos) << b.error();
   }
+  {  // sizes past what any example holds (found by fuzz_onnx's probes): refused before allocating
+    ModelBuilder b;
+    b.input("x", {-1, 4096, 4096, 4096}).output("y");
+    b.node("Relu", {"x"}, {"y"});
+    EXPECT_NE(b.error().find("input 'x' (N, 4096, 4096, 4096) holds more than 2^24 numbers per example"), std::string::npos)
+        << b.error();
+    ModelBuilder c;
+    c.input("x", {-1, 16777216, 16777216, 16777216, 16777216, 16777216}).output("y");
+    c.node("Relu", {"x"}, {"y"});
+    EXPECT_NE(c.error().find("holds more than 2^24 numbers per example"), std::string::npos) << c.error();
+    ModelBuilder d;  // pads of 1e30 stored as floats
+    d.input("x", {-1, 1, 4, 4}).output("y").init("pads", {8}, {0, 0, 1e30f, 0, 0, 0, 0, 0});
+    d.node("Pad", {"x", "pads"}, {"y"}, "pad");
+    EXPECT_NE(d.error().find("node 'pad' (Pad): the pads: 1000000015047466219876688855040.000000 is not a whole number"),
+              std::string::npos)
+        << d.error();
+  }
+  EXPECT_NE(error_of([] { import_onnx_bytes("", "empty.onnx"); }).find("empty.onnx: not an ONNX model"), std::string::npos);
   // Bytes that are no model, and every truncation of a real one: an error, never a crash.
   EXPECT_NE(error_of([] { import_onnx_bytes("this is not a protobuf", "junk.onnx"); }).find("junk.onnx: not an ONNX model"),
             std::string::npos);

@@ -37,6 +37,10 @@ using onnx_io::Constant;
 using Axes = std::vector<int64_t>;
 
 constexpr int64_t kMinOpset = 9, kMaxOpset = 17;
+// The most numbers one example may hold in any value (2^24 floats, 64 MiB: a 64-channel
+// 512x512 feature map): a file that claims more is refused before anything that large is
+// allocated (a 3x3 convolution's im2col of such a value already takes 9 times as much).
+constexpr int64_t kMaxExampleNumbers = int64_t{1} << 24;
 
 Axes identity(size_t rank) {
   Axes a(rank);
@@ -64,6 +68,13 @@ struct Held {
   bool plain() const { return flat_shape.empty() && axes == identity(axes.size()); }
   int64_t rank() const { return static_cast<int64_t>(shape.size()); }
 };
+
+// Numbers per example of an ONNX shape (its first axis the batch), saturating at 2^62.
+int64_t example_numbers(const Shape& s) {
+  int64_t n = 1;
+  for (size_t i = 1; i < s.size(); ++i) n = s[i] > 0 && n > (int64_t{1} << 62) / s[i] ? int64_t{1} << 62 : n * std::max<int64_t>(s[i], 0);
+  return n;
+}
 
 // Same-padding totals as kiln's (and TensorFlow's) "same": output ceil(in / stride), the odd
 // cell at the end.
@@ -176,6 +187,8 @@ class Importer {
   void define(const onnx::NodeProto& n, Held h) {
     if (n.output_size() < 1 || n.output(0).empty()) fail(n, "has no output");
     only_first_output(n);
+    if (example_numbers(h.shape) > kMaxExampleNumbers)
+      fail(n, "its output " + ints_str(h.shape) + " holds more than 2^24 numbers per example; kiln refuses it");
     values_[n.output(0)] = std::move(h);
   }
 
@@ -315,6 +328,15 @@ class Importer {
   }
   static int64_t out_size(int64_t in, int64_t pad, int64_t k, int64_t s, bool ceil = false) {
     return (in + pad - k + (ceil ? s - 1 : 0)) / s + 1;
+  }
+  // A constant's numbers as integers (shapes, pads): each whole and within +-2^40.
+  std::vector<int64_t> whole_numbers(const onnx::NodeProto& n, const Constant& c, const char* what) const {
+    std::vector<int64_t> out;
+    for (double v : c.values) {
+      if (v != std::floor(v) || std::abs(v) > 1099511627776.0) fail(n, std::string(what) + ": " + std::to_string(v) + " is not a whole number");
+      out.push_back(static_cast<int64_t>(v));
+    }
+    return out;
   }
   Constant folded_scalar_or(const onnx::NodeProto& n, int i, const char* what, double fallback) const {
     if (!has_input(n, i)) return {{}, {fallback}};
@@ -774,7 +796,7 @@ void Importer::op_pad(const onnx::NodeProto& n) {
   if (opset_ < 11) {
     pads = attr_ints(n, "pads", {});
   } else {
-    for (double v : constant(n, 1, "the pads").values) pads.push_back(static_cast<int64_t>(v));
+    pads = whole_numbers(n, constant(n, 1, "the pads"), "the pads");
     fill = folded_scalar_or(n, 2, "the constant value", 0.0).values[0];
   }
   if (fill != 0.0) fail(n, "pads with " + std::to_string(fill) + "; kiln pads with zeros only");
@@ -837,6 +859,10 @@ void Importer::op_constant(const onnx::NodeProto& n) {
 }
 
 LoadedModel Importer::run(const onnx::ModelProto& model) {
+  // Protobuf reads almost any short byte string as some message: a model without a graph is
+  // no ONNX model at all (an empty file, a text file).
+  if (!model.has_graph() || model.graph().node_size() == 0)
+    fail("not an ONNX model: the bytes hold no graph of nodes");
   // The opset of the default domain.
   for (const auto& o : model.opset_import())
     if (o.domain().empty() || o.domain() == "ai.onnx") opset_ = o.version();
@@ -844,7 +870,6 @@ LoadedModel Importer::run(const onnx::ModelProto& model) {
   if (opset_ < kMinOpset || opset_ > kMaxOpset)
     fail("opset " + std::to_string(opset_) + "; kiln reads opsets " + std::to_string(kMinOpset) + " to " + std::to_string(kMaxOpset) +
          " (re-export the model with one of them, e.g. torch.onnx.export(..., opset_version=13))");
-  if (!model.has_graph()) fail("the model has no graph");
   const onnx::GraphProto& g = model.graph();
 
   for (const auto& t : g.initializer()) {
@@ -881,6 +906,8 @@ LoadedModel Importer::run(const onnx::ModelProto& model) {
     }
     if (shape.size() < 2 || shape.size() > 6)
       fail("input '" + in.name() + "' has " + std::to_string(shape.size()) + " axes; kiln takes a batch axis and 1 to 5 more");
+    if (example_numbers(shape) > kMaxExampleNumbers)
+      fail("input '" + in.name() + "' " + ints_str(shape) + " holds more than 2^24 numbers per example; kiln refuses it");
     input_names.push_back(fresh(in.name()));
     graph_->input(input_names.back());
     values_[in.name()] = {input_names.back(), shape, identity(shape.size())};
