@@ -176,7 +176,8 @@ int run(int raw_argc, char** raw_argv) {
                              .checkpoint_path = f.checkpoint_path(r + 1),
                              .checkpoint_every = f.checkpoint_every, .checkpoint_note = "",
                              .resume = f.resume, .stop_requested = {},
-                             .communicator = f.communicator, .sync_batch_norm = f.sync_batch_norm};
+                             .communicator = f.communicator, .sync_batch_norm = f.sync_batch_norm,
+                             .tensorboard_dir = f.tensorboard_path(r + 1)};
     const History history = app::fit_stopping_on_signal(kProgram, *model, adam, split.train, options, f, r + 1);
     const Evaluation train_eval = evaluate(*model, split.train);
     const Evaluation test_eval = evaluate(*model, split.test);
@@ -188,6 +189,8 @@ int run(int raw_argc, char** raw_argv) {
                       {.title = "task1 run " + std::to_string(r + 1) + ", seed " + std::to_string(seed)});
     const std::string weights = f.out_dir + "/" + run_dir + "/model.h5";
     save_model(weights, *model, {train_raw.h, train_raw.w, train_raw.c}, "task1");
+    if (f.inspect)
+      app::inspect_run(*model, split.test, f.out_dir + "/" + run_dir + "/inspect", "task1 run " + std::to_string(r + 1));
 
     // Table 2: the saved file, read back by the reference path's own reader.
     const reference::Task1Cnn ref = reference::Task1Cnn::load(weights, static_cast<int>(train_raw.h),

@@ -232,7 +232,8 @@ int run(int raw_argc, char** raw_argv) {
                        .validation_freq = valid_freq, .seed = seed, .augmentation = &augmentation,
                        .loss = {}, .on_epoch_begin = {}, .on_batch_end = {}, .on_epoch_end = {}, .validate = {}, .checkpoint_path = f.checkpoint_path(r + 1),
                        .checkpoint_every = f.checkpoint_every, .checkpoint_note = "", .resume = f.resume, .stop_requested = {},
-                       .communicator = f.communicator, .sync_batch_norm = f.sync_batch_norm};
+                       .communicator = f.communicator, .sync_batch_norm = f.sync_batch_norm,
+                       .tensorboard_dir = f.tensorboard_path(r + 1)};
     if (recalibrate) options.validate = [&](int64_t epoch) { return recal.validate(epoch); };
     History history = app::fit_stopping_on_signal(kProgram, *model, adam, split.train, options, f, r + 1);
     // The test set both ways: with the moving statistics training kept (the lab's setting) and
@@ -261,6 +262,7 @@ int run(int raw_argc, char** raw_argv) {
     write_history_png(f.out_dir + "/" + run_dir + "/curves.png", history,
                       {.title = "task2 run " + std::to_string(r + 1) + ", seed " + std::to_string(seed)});
     save_model(f.out_dir + "/" + run_dir + "/model.h5", *model, {train_raw.h, train_raw.w, train_raw.c}, "task2");
+    if (f.inspect) app::inspect_run(*model, test, f.out_dir + "/" + run_dir + "/inspect", "task2 run " + std::to_string(r + 1));
     train_evals.push_back(train_eval);
     test_evals.push_back(test_eval);
     penalties.push_back(penalty);

@@ -263,7 +263,8 @@ int run(int raw_argc, char** raw_argv) {
                        .validation_freq = valid_freq, .seed = seed, .auc = true, .augmentation = &augmentation,
                        .loss = {}, .on_epoch_begin = {}, .on_batch_end = {}, .on_epoch_end = {}, .validate = {}, .checkpoint_path = f.checkpoint_path(r + 1),
                        .checkpoint_every = f.checkpoint_every, .checkpoint_note = "", .resume = f.resume, .stop_requested = {},
-                       .communicator = f.communicator, .sync_batch_norm = f.sync_batch_norm};
+                       .communicator = f.communicator, .sync_batch_norm = f.sync_batch_norm,
+                       .tensorboard_dir = f.tensorboard_path(r + 1)};
     if (recalibrate) options.validate = [&](int64_t epoch) { return recal.validate(epoch); };
     options.on_epoch_begin = [&](int64_t epoch, Optimizer& opt) {
       if (schedule == "cosine") {
@@ -292,6 +293,9 @@ int run(int raw_argc, char** raw_argv) {
     run_predictions.push_back(predictions_csv(test_probs));
     app::write_text_file(f.out_dir + "/" + run_dir + "/predictions.csv", run_predictions.back());
     save_model(f.out_dir + "/" + run_dir + "/model.h5", *model, {train_raw.h, train_raw.w, train_raw.c}, "task3");
+    if (f.inspect)  // on the validation set: the test labels are kept outside the project
+      app::inspect_run(*model, data.valid, f.out_dir + "/" + run_dir + "/inspect", "task3 run " + std::to_string(r + 1),
+                       {"normal", "tumour"});
     train_evals.push_back(train_eval);
     valid_evals.push_back(valid_eval);
     penalties.push_back(penalty);

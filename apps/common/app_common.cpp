@@ -21,6 +21,7 @@
 #include "core/runtime/cpu.h"
 #include "core/runtime/parallel.h"
 #include "core/runtime/random.h"
+#include "optim/inspect/inspect.h"
 #include "optim/train/bn_recalibrate.h"
 #include "optim/train/checkpoint.h"
 
@@ -69,6 +70,12 @@ void add_common_flags(cli::Args& args, const CommonDefaults& d) {
             "with several ranks: batch normalisation uses the statistics of the whole batch, summed "
             "over the ranks (as one process would), instead of each rank's share (the default, "
             "cheaper); every batch then needs at least one image per rank");
+  args.option("tensorboard", "DIR",
+              "write TensorBoard event files (scalars per epoch, curves) to DIR; run r's go to DIR/run<r>");
+  args.flag("inspect",
+            "after each run, write kiln inspect's pictures of its final model (confusion matrix, ROC for "
+            "two classes, filters, feature maps, Grad-CAM, the worst errors, layer statistics) into "
+            "<out>/run<r>/inspect");
 }
 
 void check_checkpoint(const std::string& program, const std::string& path) {
@@ -79,6 +86,21 @@ void check_checkpoint(const std::string& program, const std::string& path) {
 
 std::string CommonFlags::checkpoint_path(int64_t run) const {
   return checkpoint_dir.empty() ? "" : checkpoint_dir + "/run" + std::to_string(run) + ".ckpt.h5";
+}
+
+void inspect_run(Module& model, const Dataset& data, const std::string& dir, const std::string& title,
+                 const std::vector<std::string>& class_names) {
+  InspectOptions o;
+  o.out_dir = dir;
+  o.title = title;
+  o.class_names = class_names;
+  o.quiet = true;
+  const InspectResult r = inspect(model, data, o);
+  std::printf("inspect: %zu pictures and tables of %s in %s\n", r.files.size(), title.c_str(), dir.c_str());
+}
+
+std::string CommonFlags::tensorboard_path(int64_t run) const {
+  return tensorboard_dir.empty() ? "" : tensorboard_dir + "/run" + std::to_string(run);
 }
 
 CommandLine::CommandLine(const std::string& program, int argc, char** argv) {
@@ -200,6 +222,11 @@ CommonFlags read_common_flags(const cli::Args& args, const CommonDefaults& d) {
   if (args.has("checkpoint-every") && f.checkpoint_dir.empty())
     throw UsageError("--checkpoint-every needs --checkpoint-dir DIR");
   f.sync_batch_norm = args.has("sync-batch-norm");
+  f.inspect = args.has("inspect");
+  if (args.has("tensorboard")) {
+    f.tensorboard_dir = args.get("tensorboard");
+    if (f.tensorboard_dir.empty()) throw UsageError("--tensorboard must name a directory");
+  }
   if (args.has("distributed") || launched_by_mpi()) join_distributed(f, args);
   return f;
 }

@@ -57,6 +57,13 @@ struct CommonFlags {
   int rank = 0;
   // --sync-batch-norm: batch statistics over the global batch (FitOptions::sync_batch_norm).
   bool sync_batch_norm = false;
+  // --tensorboard DIR: run r's TensorBoard event files go to DIR/run<r> (TensorBoard shows
+  // each subdirectory as a run).
+  std::string tensorboard_dir;
+  // tensorboard_dir/run<r> (r 1-based), or "" without --tensorboard.
+  std::string tensorboard_path(int64_t run) const;
+  // --inspect: each run's final model gets kiln inspect's pictures in out_dir/run<r>/inspect.
+  bool inspect = false;
 };
 
 // The rank this process has under an MPI launcher (from the environment, before MPI starts;
@@ -83,8 +90,8 @@ class CommandLine {
 void check_checkpoint(const std::string& program, const std::string& path);
 
 // Declares --data-dir --out --seed --threads --epochs --batch-size --runs --quick, the
-// checkpoint flags --checkpoint-dir --checkpoint-every --resume, --distributed and
-// --sync-batch-norm.
+// checkpoint flags --checkpoint-dir --checkpoint-every --resume, --distributed,
+// --sync-batch-norm and --tensorboard.
 void add_common_flags(cli::Args& args, const CommonDefaults& defaults);
 // Reads them back; throws UsageError naming the flag for a value out of range.
 CommonFlags read_common_flags(const cli::Args& args, const CommonDefaults& defaults);
@@ -104,6 +111,11 @@ int run_main(const std::string& program, const std::function<int()>& body);
 void require_data_dir(const std::string& flag, const std::string& dir, const std::string& holds);
 // Creates dir (and parents) for the outputs; throws std::runtime_error naming it on failure.
 void make_output_dir(const std::string& dir);
+
+// --inspect: kiln::inspect (optim/inspect/inspect.h) of a run's final model on `data` (images
+// scaled as the lab's DataGenerator does, [-1, 1]) into dir, with a one-line summary.
+void inspect_run(Module& model, const Dataset& data, const std::string& dir, const std::string& title,
+                 const std::vector<std::string>& class_names = {});
 
 // Writes `text` to path through a temporary file in the same directory and a rename, so a
 // crash or a full disk never leaves a half-written file under the final name.

@@ -74,48 +74,76 @@ void RgbCanvas::draw_line(int x0, int y0, int x1, int y1, Rgb color) {
 
 // --- files ----------------------------------------------------------------------------------
 
-void write_png(const std::string& path, int width, int height, int channels,
-               const uint8_t* pixels) {
-  check_arg(channels == 1 || channels == 3, "write_png",
-            "'" + path + "': channels must be 1 (gray) or 3 (RGB), got " +
-                std::to_string(channels));
-  check_arg(width > 0 && height > 0, "write_png",
-            "'" + path + "': image size " + std::to_string(width) + "x" +
-                std::to_string(height) + " is empty");
-  check_arg(pixels != nullptr, "write_png", "'" + path + "': no pixel data");
+namespace {
 
+// Checks the arguments of write_png / encode_png; `what` names the call (and the file).
+void check_pixels(const std::string& what, int width, int height, int channels, const uint8_t* pixels) {
+  check_arg(channels == 1 || channels == 3, what.c_str(),
+            "channels must be 1 (gray) or 3 (RGB), got " + std::to_string(channels));
+  check_arg(width > 0 && height > 0, what.c_str(),
+            "image size " + std::to_string(width) + "x" + std::to_string(height) + " is empty");
+  check_arg(pixels != nullptr, what.c_str(), "no pixel data");
+}
+
+void check_canvas(const std::string& what, const RgbCanvas& canvas) {
+  check_arg(canvas.pixels.size() ==
+                static_cast<size_t>(canvas.width) * static_cast<size_t>(canvas.height) * 3,
+            what.c_str(), "canvas pixel buffer does not match its size");
+}
+
+// The PNG bytes in `bytes`; on failure, libpng's message (else an empty string).
+std::string encode(int width, int height, int channels, const uint8_t* pixels, std::string& bytes) {
   png_image image;
   std::memset(&image, 0, sizeof(image));
   image.version = PNG_IMAGE_VERSION;
   image.width = static_cast<png_uint_32>(width);
   image.height = static_cast<png_uint_32>(height);
   image.format = channels == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
-
-  // Encoded in memory, then written by the one atomic writer: libpng's own file output goes
-  // through stdio, whose failures would surface later and less clearly.
+  // The first call measures, the second fills the buffer.
   png_alloc_size_t size = 0;
   const auto stride = static_cast<png_int_32>(width * channels);
-  if (!png_image_write_to_memory(&image, nullptr, &size, 0, pixels, stride, nullptr)) {
-    const std::string message = image.message;
-    png_image_free(&image);
-    throw FileError(path, "write_png: cannot encode it: " + message);
+  bool ok = png_image_write_to_memory(&image, nullptr, &size, 0, pixels, stride, nullptr) != 0;
+  if (ok) {
+    bytes.assign(size, '\0');
+    ok = png_image_write_to_memory(&image, bytes.data(), &size, 0, pixels, stride, nullptr) != 0;
   }
-  std::string bytes(size, '\0');
-  if (!png_image_write_to_memory(&image, bytes.data(), &size, 0, pixels, stride, nullptr)) {
-    const std::string message = image.message;
-    png_image_free(&image);
-    throw FileError(path, "write_png: cannot encode it: " + message);
-  }
+  const std::string message = ok ? "" : image.message;
   png_image_free(&image);
-  bytes.resize(size);
+  if (ok) bytes.resize(size);
+  return message;
+}
+
+}  // namespace
+
+void write_png(const std::string& path, int width, int height, int channels,
+               const uint8_t* pixels) {
+  check_pixels("write_png '" + path + "'", width, height, channels, pixels);
+  // Encoded in memory, then written by the one atomic writer: libpng's own file output goes
+  // through stdio, whose failures would surface later and less clearly.
+  std::string bytes;
+  const std::string error = encode(width, height, channels, pixels, bytes);
+  if (!error.empty()) throw FileError(path, "write_png: cannot encode it: " + error);
   write_bytes_atomically(path, bytes);
 }
 
 void write_png(const std::string& path, const RgbCanvas& canvas) {
-  check_arg(canvas.pixels.size() ==
-                static_cast<size_t>(canvas.width) * static_cast<size_t>(canvas.height) * 3,
-            "write_png", "'" + path + "': canvas pixel buffer does not match its size");
+  check_canvas("write_png '" + path + "'", canvas);
   write_png(path, canvas.width, canvas.height, 3, canvas.pixels.data());
+}
+
+std::string encode_png(int width, int height, int channels, const uint8_t* pixels) {
+  check_pixels("encode_png", width, height, channels, pixels);
+  std::string bytes;
+  const std::string error = encode(width, height, channels, pixels, bytes);
+  if (!error.empty())
+    throw std::runtime_error("encode_png: cannot encode a " + std::to_string(width) + "x" +
+                             std::to_string(height) + " image: " + error);
+  return bytes;
+}
+
+std::string encode_png(const RgbCanvas& canvas) {
+  check_canvas("encode_png", canvas);
+  return encode_png(canvas.width, canvas.height, 3, canvas.pixels.data());
 }
 
 PngImage read_png(const std::string& path) {

@@ -45,6 +45,10 @@ struct PngImage {
 void write_png(const std::string& path, int width, int height, int channels,
                const uint8_t* pixels);
 void write_png(const std::string& path, const RgbCanvas& canvas);
+// The same PNG as write_png, returned as the file's bytes (for a format that embeds PNGs, such
+// as TensorBoard's event files). Throws std::invalid_argument for a bad size or channel count.
+std::string encode_png(int width, int height, int channels, const uint8_t* pixels);
+std::string encode_png(const RgbCanvas& canvas);
 // Reads any PNG, converted to 8-bit gray (if the file has no colour) or RGB; alpha is dropped.
 PngImage read_png(const std::string& path);
 

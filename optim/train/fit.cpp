@@ -14,6 +14,9 @@
 #include "core/runtime/random.h"
 #include "data/augment/augment.h"
 #include "layers/io/model_file.h"
+#include "optim/inspect/confusion.h"
+#include "optim/report/plot_history.h"
+#include "optim/report/tensorboard.h"
 #include "optim/train/checkpoint.h"
 #include "optim/train/distributed/data_parallel.h"
 #include "optim/train/metrics.h"
@@ -56,6 +59,29 @@ uint64_t data_and_settings_hash(const Dataset& train, const FitOptions& o) {
                           static_cast<int64_t>(o.sync_batch_norm)})
     h = mix64(h ^ static_cast<uint64_t>(v));
   return h;
+}
+
+// The epoch's figures (and at validation epochs the curves so far and the validation set's
+// confusion matrix) as TensorBoard events.
+void log_epoch(TensorBoardWriter& tb, const History& history, const EpochLog& log, float learning_rate, Module& model,
+               const Dataset* validation, int64_t batch_size) {
+  const int64_t step = log.epoch;
+  tb.scalar("loss", log.loss, step);
+  tb.scalar("accuracy", log.accuracy, step);
+  if (history.has_auc) tb.scalar("auc", log.auc, step);
+  tb.scalar("learning_rate", learning_rate, step);
+  if (log.validated) {
+    tb.scalar("val_loss", log.val_loss, step);
+    tb.scalar("val_accuracy", log.val_accuracy, step);
+    if (history.has_auc) tb.scalar("val_auc", log.val_auc, step);
+    tb.image("curves", render_history(history), step);
+    if (validation && validation->size() > 0) {
+      const ConfusionMatrix cm = confusion_matrix(predict(model, validation->x, batch_size), validation->labels,
+                                                  std::max<int64_t>(validation->num_classes, 0));
+      tb.image("confusion", render_confusion(cm, {}, "validation, epoch " + std::to_string(step)), step);
+    }
+  }
+  tb.flush();
 }
 
 }  // namespace
@@ -134,6 +160,8 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
   const bool validates = o.validation != nullptr || static_cast<bool>(o.validate);
   if (parallel) parallel->start(model, data_and_settings_hash(train, o), first_epoch);
   TrainStepOptions step_options{.loss = o.loss, .parallel = parallel ? &*parallel : nullptr};
+  std::optional<TensorBoardWriter> tensorboard;
+  if (!o.tensorboard_dir.empty() && rank == 0 && first_epoch < o.epochs) tensorboard.emplace(o.tensorboard_dir);
 
   for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
     if (o.on_epoch_begin) o.on_epoch_begin(epoch, optimizer);
@@ -216,6 +244,7 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     log.seconds = earlier_seconds + bar.elapsed_seconds();
     bar.finish(text);
     history.epochs.push_back(log);
+    if (tensorboard) log_epoch(*tensorboard, history, log, optimizer.learning_rate(), model, o.validation, o.batch_size);
     if (o.on_epoch_end) o.on_epoch_end(log);
     const bool last = epoch + 1 == o.epochs;
     if (rank == 0 && !o.checkpoint_path.empty() && (last || (o.checkpoint_every > 0 && (epoch + 1) % o.checkpoint_every == 0)))

@@ -81,6 +81,12 @@ struct FitOptions {
   // own. Costs three small allreduces per layer and step; every batch needs at least one
   // row per rank. The moving statistics then follow the global batch, as in one process.
   bool sync_batch_norm = false;
+  // Not empty: fit writes a TensorBoard event file in this directory (optim/report/
+  // tensorboard.h; created if missing, rank 0 only). After each epoch, step = the 1-based
+  // epoch: scalars loss, accuracy (auc), learning_rate (the optimizer's), and at validation
+  // epochs val_loss, val_accuracy (val_auc) and the image "curves", the training-curves plot
+  // of the history so far (optim/report/plot_history.h). A resumed run adds a new file.
+  std::string tensorboard_dir;
 };
 
 struct EpochLog {

@@ -142,6 +142,25 @@ TEST_F(AppsSmoke, Task1QuickWritesEverythingAndBothPathsAgree) {
   EXPECT_DOUBLE_EQ(ev["accuracy"].get<double>(), res["test"]["accuracy"].get<double>());
 }
 
+// --inspect and --tensorboard: the run's final model gets the inspection set, and fit's event
+// file lands in the run's TensorBoard directory (their contents are checked in tests/optim).
+TEST_F(AppsSmoke, Task1InspectAndTensorBoardFlags) {
+  const fs::path out = dir_ / "task1_inspect";
+  const Result r = run_app("task1", "--quick --epochs 1 --threads 1 --data-dir '" + kData + "/mnist' --out '" + out.string() +
+                                        "' --inspect --tensorboard '" + (out / "tb").string() + "'",
+                           dir_ / "task1_inspect.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("inspect: "), std::string::npos) << r.output;
+  for (const char* f : {"confusion.png", "confusion.csv", "filters-conv2d.png", "worst.png", "layer-stats.csv"})
+    EXPECT_TRUE(fs::exists(out / "run1" / "inspect" / f)) << f;
+  expect_png(out / "run1" / "inspect" / "confusion.png");
+  bool events = false;
+  for (const auto& e : fs::directory_iterator(out / "tb" / "run1"))
+    events |= e.path().filename().string().rfind("events.out.tfevents.", 0) == 0 && fs::file_size(e.path()) > 100;
+  EXPECT_TRUE(events) << "no TensorBoard event file in " << (out / "tb" / "run1");
+  expect_no_temporaries(out);
+}
+
 // Run r uses seed base + r - 1, so `--seed S --runs 1` repeats the run that had seed S.
 TEST_F(AppsSmoke, Task1RunRepeatsFromItsSeed) {
   const std::string common = "--quick --train-images 1000 --epochs 1 --threads 1 --data-dir '" + kData + "/mnist'";
