@@ -406,6 +406,7 @@ int cmd_inspect(int argc, char** argv) {
   args.option("worst", "N", "images in worst.png", "16");
   args.option("layer", "NAME", "Grad-CAM's layer, as the feature-map pictures name it (default: the last Conv2D)", "");
   args.option("limit", "N", "use the first N images of the dataset (0: all)", "0");
+  args.option("title", "TEXT", "the model's name in the pictures' titles (default: the file's name)", "");
   args.option("scale", "A", "input = A * pixel + B; auto: the lab's 2/255 for kiln files, 1/255 for Keras and ONNX files", "auto");
   args.option("shift", "B", "input = A * pixel + B; auto: -1 for kiln files, 0 otherwise", "auto");
   args.parse(argc, argv, 2);
@@ -457,7 +458,7 @@ int cmd_inspect(int argc, char** argv) {
   o.out_dir = args.get("out");
   o.worst = args.get_int("worst");
   o.layer = args.get("layer");
-  o.title = std::filesystem::path(path).filename().string();
+  o.title = args.get("title").empty() ? std::filesystem::path(path).filename().string() : args.get("title");
   o.value_range = {static_cast<float>(shift), static_cast<float>(255.0 * scale + shift)};
   if (!mnist) o.class_names = {"normal", "tumour"};
   std::stringstream rows(args.get("images"));

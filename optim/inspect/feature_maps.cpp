@@ -49,7 +49,8 @@ RgbCanvas render_filters(const Conv2D& conv, const std::string& title, int max_r
   // One tile per filter in rows of up to 16 (RGB, or one input channel), else a filter per row
   // and an input channel per column.
   const bool rgb = C == 3, single = C == 1, wrap = rgb || single;
-  const int s = std::max(3, (wrap ? 60 : 30) / static_cast<int>(K));  // kernel pixels as s x s blocks
+  // Kernel pixels as s x s blocks: tiles of about 120 pixels for a handful of filters, 60 for more.
+  const int s = std::max(3, (wrap ? (F <= 8 ? 120 : 60) : 30) / static_cast<int>(K));
   const int tile = static_cast<int>(K) * s, gap = 4;
   const int cols = wrap ? std::min<int>(static_cast<int>(F), 16) : std::min<int>(static_cast<int>(C), max_cols);
   const int rows = wrap ? static_cast<int>((F + cols - 1) / cols) : std::min<int>(static_cast<int>(F), max_rows);
