@@ -47,6 +47,11 @@ Tensor scale_pixels(const ImageSet& set) {
   return x;
 }
 
+void scale_pixels(const uint8_t* in, int64_t n, float* out) {
+  const std::array<float, 256>& table = pixel_table();
+  for (int64_t i = 0; i < n; ++i) out[i] = table[in[i]];
+}
+
 Tensor scale_pixels(const ImageSet& set, const std::vector<int64_t>& rows) {
   check_pixels(set, "scale_pixels");
   const int64_t m = static_cast<int64_t>(rows.size());
@@ -185,8 +190,22 @@ Batcher::Batcher(const Dataset& data, int64_t batch_size, uint64_t seed, bool sh
   start_epoch(0);
 }
 
-int64_t Batcher::batches_per_epoch() const {
-  return (data_.x.size(0) + batch_size_ - 1) / batch_size_;
+Shape Batcher::example_shape() const {
+  const Shape& s = data_.x.shape();
+  return Shape(s.begin() + 1, s.end());
+}
+
+uint64_t Batcher::fingerprint() const {
+  uint64_t h = mix64(static_cast<uint64_t>(rows()));
+  for (const int64_t d : data_.x.shape()) h = mix64(h ^ static_cast<uint64_t>(d));
+  const int64_t n = data_.x.numel();
+  for (int64_t i = 0; i < 64 && n > 0; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, data_.x.data() + (i * 7919 * 104729) % n, sizeof bits);
+    h = mix64(h ^ bits);
+  }
+  for (const int32_t label : data_.labels) h = mix64(h ^ static_cast<uint64_t>(label));
+  return h;
 }
 
 void Batcher::start_epoch(int64_t epoch) {

@@ -11,6 +11,7 @@
 
 #include "core/tensor.h"
 #include "core/io/file_error.h"  // FileError
+#include "data/batch_source.h"
 #include "data/image_set.h"
 
 namespace kiln {
@@ -28,6 +29,8 @@ struct Dataset {
 Tensor scale_pixels(const ImageSet& set);
 // Rows `rows` of set, in that order -> float32 [rows.size(),H,W,C], scaled as above.
 Tensor scale_pixels(const ImageSet& set, const std::vector<int64_t>& rows);
+// The same scaling for n raw bytes: out[i] = 2*in[i]/255 - 1.
+void scale_pixels(const uint8_t* in, int64_t n, float* out);
 
 // labels [N] in 0..K-1 -> [N,K] float32 one-hot. Throws std::invalid_argument naming the row
 // when a label is outside 0..K-1.
@@ -65,33 +68,28 @@ LabSplit prepare_mnist_lab(const ImageSet& train_set, const ImageSet& test_set, 
 LabSplit prepare_pcam_lab(const ImageSet& train_set, const ImageSet& valid_set,
                           const ImageSet& test_set);
 
-// One mini-batch. x and y_onehot are views of the Batcher's reusable buffers: valid until the
-// next call to Batcher::next().
-struct Batch {
-  Tensor x;                      // [B,H,W,C]
-  Tensor y_onehot;               // [B,K]
-  std::vector<int32_t> labels;   // [B]
-  std::vector<int64_t> indices;  // [B] rows of the dataset they came from
-  int64_t size() const { return static_cast<int64_t>(indices.size()); }
-};
-
 // Shuffled mini-batches over a Dataset, one pass per epoch. Each epoch's order is drawn from
 // (seed, epoch), so epoch e is the same whatever happened before it. Every row appears exactly
 // once per epoch; the last batch holds the remainder (N mod batch_size) when there is one.
 // Rows are gathered into one batch buffer allocated once, so an epoch never copies the whole
 // dataset.
-class Batcher {
+class Batcher : public BatchSource {
  public:
   // data: x [N,...], y_onehot [N,K]; batch_size >= 1. shuffle=false keeps file order
   // (evaluation).
   Batcher(const Dataset& data, int64_t batch_size, uint64_t seed, bool shuffle = true);
 
-  int64_t batches_per_epoch() const;  // ceil(N / batch_size)
+  int64_t rows() const override { return data_.x.size(0); }
+  int64_t batch_size() const override { return batch_size_; }
+  Shape example_shape() const override;
+  int64_t num_classes() const override { return y_buffer_.defined() ? y_buffer_.size(1) : 0; }
   // Starts epoch `epoch` (any number, in any order): draws its permutation.
-  void start_epoch(int64_t epoch);
+  void start_epoch(int64_t epoch) override;
   // Gathers the next batch of the epoch; false when the epoch is done.
-  bool next();
-  const Batch& batch() const { return batch_; }
+  bool next() override;
+  const Batch& batch() const override { return batch_; }
+  // Size, shape, labels and a sample of the pixels.
+  uint64_t fingerprint() const override;
 
  private:
   Dataset data_;  // handles: shares the tensors, copies only the label vector

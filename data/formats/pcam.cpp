@@ -213,6 +213,7 @@ int64_t PcamReader::channels() const { return impl_->c; }
 int64_t PcamReader::stored_height() const { return impl_->stored_h; }
 int64_t PcamReader::stored_width() const { return impl_->stored_w; }
 bool PcamReader::has_labels() const { return impl_->has_labels; }
+const std::vector<int32_t>& PcamReader::labels() const { return impl_->labels; }
 int64_t PcamReader::chunk_rows() const { return impl_->chunk_rows; }
 const PcamFiles& PcamReader::files() const { return impl_->files; }
 

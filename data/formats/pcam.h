@@ -8,13 +8,15 @@
 // that decides a PCam label) is applied inside the HDF5 selection, so only cropped bytes reach
 // kiln's buffers.
 //
-// HDF5 (serial build) is not thread-safe: use a PcamReader from one thread at a time.
+// A PcamReader is used from one thread at a time; several readers may run on several threads
+// where the HDF5 library is built thread-safe (H5_HAVE_THREADSAFE, as Debian's is).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/io/file_error.h"  // FileError
 #include "data/image_set.h"
@@ -54,6 +56,8 @@ class PcamReader {
   int64_t stored_width() const;
   int64_t row_size() const { return height() * width() * channels(); }  // bytes per image
   bool has_labels() const;
+  // Every image's label (read when the reader opened the split; empty when unlabelled).
+  const std::vector<int32_t>& labels() const;
   // Rows per HDF5 chunk of 'x' (1 when stored contiguously): reads aligned to it decompress
   // each chunk once.
   int64_t chunk_rows() const;

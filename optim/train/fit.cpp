@@ -43,20 +43,12 @@ std::string figures(double loss, double acc, bool has_auc, double auc, const cha
 
 // What every rank must agree on before data-parallel training: the data (size, shape and a
 // sample of its values) and the settings that decide the batches.
-uint64_t data_and_settings_hash(const Dataset& train, const FitOptions& o) {
-  uint64_t h = mix64(static_cast<uint64_t>(train.size()));
-  for (const int64_t d : train.x.shape()) h = mix64(h ^ static_cast<uint64_t>(d));
-  const int64_t n = train.x.numel();
-  for (int64_t i = 0; i < 64 && n > 0; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, train.x.data() + (i * 7919 * 104729) % n, sizeof bits);
-    h = mix64(h ^ bits);
-  }
-  for (const int32_t label : train.labels) h = mix64(h ^ static_cast<uint64_t>(label));
+uint64_t data_and_settings_hash(const BatchSource& train, const FitOptions& o) {
+  uint64_t h = train.fingerprint();
   for (const int64_t v : {o.epochs, o.batch_size, o.validation_freq, static_cast<int64_t>(o.seed),
                           static_cast<int64_t>(o.shuffle), static_cast<int64_t>(o.auc),
                           static_cast<int64_t>(o.augmentation != nullptr), static_cast<int64_t>(o.resume),
-                          static_cast<int64_t>(o.sync_batch_norm)})
+                          static_cast<int64_t>(o.sync_batch_norm), o.steps_per_epoch})
     h = mix64(h ^ static_cast<uint64_t>(v));
   return h;
 }
@@ -120,45 +112,59 @@ int64_t resume_from_checkpoint(const FitOptions& o, Module& model, Optimizer& op
   return c.epochs_done;
 }
 
-void check_fit_arguments(const Dataset& train, const FitOptions& o, const DataParallel* parallel) {
-  check_arg(o.epochs >= 0 && o.batch_size >= 1 && o.validation_freq >= 1, "fit",
+void check_fit_options(const FitOptions& o, int64_t rows) {
+  check_arg(o.epochs >= 0 && o.batch_size >= 1 && o.validation_freq >= 1 && o.steps_per_epoch >= 0, "fit",
             "epochs " + std::to_string(o.epochs) + ", batch_size " + std::to_string(o.batch_size) +
-                ", validation_freq " + std::to_string(o.validation_freq) + " are not all valid");
-  check_arg(train.size() > 0, "fit", "the training set is empty");
+                ", validation_freq " + std::to_string(o.validation_freq) + ", steps_per_epoch " +
+                std::to_string(o.steps_per_epoch) + " are not all valid");
+  check_arg(rows > 0, "fit", "the training set is empty");
+}
+
+void check_fit_arguments(const BatchSource& train, const FitOptions& o, const DataParallel* parallel) {
+  check_fit_options(o, train.rows());
+  check_arg(train.batch_size() == o.batch_size, "fit",
+            "the batch source hands out batches of " + std::to_string(train.batch_size()) +
+                " rows but batch_size is " + std::to_string(o.batch_size));
   if (parallel && parallel->sync_batch_norm()) {
     // Synchronised batch norm needs rows on every rank in every batch (a rank without rows
     // would skip the layers' allreduces): the full batches and the last, shorter one.
     const int ranks = parallel->ranks();
-    const int64_t last = train.size() % o.batch_size;
-    check_arg(std::min(o.batch_size, train.size()) >= ranks && (last == 0 || last >= ranks), "fit",
+    const int64_t last = train.rows() % o.batch_size;
+    check_arg(std::min(o.batch_size, train.rows()) >= ranks && (last == 0 || last >= ranks), "fit",
               "sync_batch_norm needs at least one row per rank (" + std::to_string(ranks) +
                   ") in every batch, but batches of " + std::to_string(o.batch_size) + " over " +
-                  std::to_string(train.size()) + " rows leave " +
-                  std::to_string(last == 0 ? std::min(o.batch_size, train.size()) : last) + " in one");
+                  std::to_string(train.rows()) + " rows leave " +
+                  std::to_string(last == 0 ? std::min(o.batch_size, train.rows()) : last) + " in one");
   }
 }
 
 }  // namespace
 
 History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& o) {
+  check_fit_options(o, train.size());
+  Batcher batcher(train, o.batch_size, o.seed, o.shuffle);
+  return fit(model, optimizer, batcher, o);
+}
+
+History fit(Module& model, Optimizer& optimizer, BatchSource& batcher, const FitOptions& o) {
   Communicator* comm = o.communicator != nullptr && o.communicator->size() > 1 ? o.communicator : nullptr;
   std::optional<DataParallel> parallel;
   if (comm) parallel.emplace(*comm, o.sync_batch_norm);
-  check_fit_arguments(train, o, parallel ? &*parallel : nullptr);
+  check_fit_arguments(batcher, o, parallel ? &*parallel : nullptr);
   const int rank = comm ? comm->rank() : 0;
   const bool quiet = o.quiet || rank != 0;
   History history;
   history.has_auc = o.auc;
-  Batcher batcher(train, o.batch_size, o.seed, o.shuffle);
   Generator augment_rng(mix64(o.seed ^ 0xa06a06a06ULL));
-  const int64_t steps = batcher.batches_per_epoch();
+  const int64_t steps = o.steps_per_epoch > 0 ? std::min(o.steps_per_epoch, batcher.batches_per_epoch())
+                                              : batcher.batches_per_epoch();
   const NamedGenerators fit_generators = {{"fit.augmentation", &augment_rng}};
   InEpochProgress resumed;
   const int64_t first_epoch =
       resume_from_checkpoint(o, model, optimizer, fit_generators, history, quiet, steps, resumed);
   const bool may_stop = static_cast<bool>(o.stop_requested) && !parallel;
   const bool validates = o.validation != nullptr || static_cast<bool>(o.validate);
-  if (parallel) parallel->start(model, data_and_settings_hash(train, o), first_epoch);
+  if (parallel) parallel->start(model, data_and_settings_hash(batcher, o), first_epoch);
   TrainStepOptions step_options{.loss = o.loss, .parallel = parallel ? &*parallel : nullptr};
   std::optional<TensorBoardWriter> tensorboard;
   if (!o.tensorboard_dir.empty() && rank == 0 && first_epoch < o.epochs) tensorboard.emplace(o.tensorboard_dir);
@@ -187,7 +193,7 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     }
     std::optional<DataParallel::BatchNormScope> synchronised;
     if (parallel) synchronised.emplace(parallel->synchronise_batch_norm(model));
-    while (batcher.next()) {
+    while (step < steps && batcher.next()) {
       // Every rank augments the whole global batch with the same stream (so the draws do not
       // depend on the number of ranks); train_step keeps this rank's shard of rows.
       Batch b = batcher.batch();
@@ -258,10 +264,16 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
 
 Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool auc) {
   check_arg(data.size() > 0, "evaluate", "the dataset is empty");
+  Batcher batcher(data, batch_size, 0, /*shuffle=*/false);
+  return evaluate(model, batcher, auc);
+}
+
+Evaluation evaluate(Module& model, BatchSource& batcher, bool auc) {
+  check_arg(batcher.rows() > 0 && batcher.num_classes() > 0, "evaluate",
+            "the data is empty or has no labels (" + std::to_string(batcher.rows()) + " rows)");
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard no_grad;
-  Batcher batcher(data, batch_size, 0, /*shuffle=*/false);
   batcher.start_epoch(0);
   double loss_sum = 0;
   int64_t correct = 0;
@@ -281,7 +293,7 @@ Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size, bool
   }
   model.train(was_training);
   Evaluation e;
-  e.n = data.size();
+  e.n = batcher.rows();
   e.loss = loss_sum / e.n;
   e.accuracy = static_cast<double>(correct) / e.n;
   if (auc) e.auc = roc_auc(scores, labels);
@@ -308,6 +320,32 @@ Tensor predict(Module& model, const Tensor& x, int64_t batch_size) {
     const int64_t row = y.numel() / (end - begin);
     std::memcpy(out.data() + begin * row, y.data(), sizeof(float) * y.numel());
   }
+  model.train(was_training);
+  return out;
+}
+
+Tensor predict(Module& model, BatchSource& data) {
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard no_grad;
+  Tensor out;
+  data.start_epoch(0);
+  int64_t done = 0;
+  while (data.next()) {
+    const Batch& b = data.batch();
+    const Tensor y = model.forward(b.x);
+    if (!out.defined()) {
+      Shape s = y.shape();
+      s[0] = data.rows();
+      out = Tensor::empty(s);
+    }
+    const int64_t row = y.numel() / b.size();
+    for (int64_t i = 0; i < b.size(); ++i)  // row i of the batch is row indices[i] of the data
+      std::memcpy(out.data() + b.indices[i] * row, y.data() + i * row, sizeof(float) * row);
+    done += b.size();
+  }
+  check_arg(done == data.rows(), "predict", "the batch source gave " + std::to_string(done) + " of its " +
+                                                std::to_string(data.rows()) + " rows");
   model.train(was_training);
   return out;
 }

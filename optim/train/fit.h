@@ -32,6 +32,10 @@ struct EpochLog;
 struct FitOptions {
   int64_t epochs = 1;
   int64_t batch_size = 32;
+  // Steps per epoch; 0: one pass over the training data. Fewer than a pass: each epoch takes
+  // the first steps_per_epoch batches of its order (Keras' steps_per_epoch, e.g. to train on a
+  // file too large for whole epochs).
+  int64_t steps_per_epoch = 0;
   bool shuffle = true;
   const Dataset* validation = nullptr;  // optional
   int64_t validation_freq = 1;          // validate after epochs freq, 2*freq, ... (and never else)
@@ -111,11 +115,19 @@ struct History {
 
 
 History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& options);
+// The same over any batch source (data/batch_source.h), e.g. a StreamingDataset; its batch
+// size must be options.batch_size, and its own seed and shuffle setting order the batches
+// (options.seed still seeds the augmentation).
+History fit(Module& model, Optimizer& optimizer, BatchSource& train, const FitOptions& options);
 // Inference-mode loss (categorical cross-entropy on the softmax output, or on the softmax of
 // the output for a model that does not end in softmax), accuracy and
 // optionally AUC over the whole dataset. Restores the model's training mode afterwards.
 Evaluation evaluate(Module& model, const Dataset& data, int64_t batch_size = 256, bool auc = false);
+// The same over one epoch of a labelled batch source.
+Evaluation evaluate(Module& model, BatchSource& data, bool auc = false);
 // x: [N,...] -> the model's outputs [N,K] (probabilities for a softmax model), in batches.
 Tensor predict(Module& model, const Tensor& x, int64_t batch_size = 256);
+// One epoch of a batch source -> the outputs [rows,K], row i for the source's row i.
+Tensor predict(Module& model, BatchSource& data);
 
 }  // namespace kiln
