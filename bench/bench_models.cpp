@@ -9,12 +9,12 @@
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
-#include <fstream>
 #include <memory>
 #include <string>
 
 #include "core/autograd.h"
 #include "core/ops/ops.h"
+#include "core/runtime/memory.h"
 #include "data/dataset.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
@@ -60,14 +60,6 @@ double forward_flops_per_image(Module& m, Tensor& x) {
   return flops;
 }
 
-// The process's peak resident memory so far (VmHWM), in MiB; 0 where /proc is missing.
-double peak_rss_mib() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
-  return 0.0;
-}
-
 double model_flops(const ModelConfig& c) {
   auto model = c.build();
   model->eval();
@@ -109,7 +101,7 @@ void BM_TrainStep(benchmark::State& state, const ModelConfig& c, int64_t batch) 
     benchmark::DoNotOptimize(loss.item());
   }
   const double flops = 3.0 * model_flops(c) * batch;
-  state.counters["peak_rss_MiB"] = peak_rss_mib();  // of the whole process, so run it alone
+  state.counters["peak_rss_MiB"] = peak_resident_mib();  // of the whole process, so run it alone
   state.SetItemsProcessed(state.iterations() * batch);
   state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9 * state.iterations(),
                                                  benchmark::Counter::kIsRate);

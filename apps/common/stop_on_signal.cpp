@@ -1,5 +1,7 @@
 #include "apps/common/stop_on_signal.h"
 
+#include <algorithm>
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -62,6 +64,13 @@ int StopOnSignal::signal() { return g_signal; }
 
 History fit_stopping_on_signal(const std::string& program, Module& model, Optimizer& optimizer,
                                const Dataset& train, FitOptions options, const CommonFlags& flags, int64_t run) {
+  if (train.size() == 0 || options.batch_size < 1) return fit(model, optimizer, train, options);  // fit says why
+  Batcher batcher(train, options.batch_size, options.seed, options.shuffle);
+  return fit_stopping_on_signal(program, model, optimizer, batcher, std::move(options), flags, run);
+}
+
+History fit_stopping_on_signal(const std::string& program, Module& model, Optimizer& optimizer,
+                               BatchSource& train, FitOptions options, const CommonFlags& flags, int64_t run) {
   History history;
   if (flags.communicator != nullptr) return fit(model, optimizer, train, options);
   {
@@ -70,7 +79,9 @@ History fit_stopping_on_signal(const std::string& program, Module& model, Optimi
     history = fit(model, optimizer, train, options);
   }
   if (!history.stopped) return history;
-  const int64_t steps_per_epoch = (train.size() + options.batch_size - 1) / options.batch_size;
+  const int64_t steps_per_epoch = options.steps_per_epoch > 0
+                                      ? std::min(options.steps_per_epoch, train.batches_per_epoch())
+                                      : train.batches_per_epoch();
   const int sig = StopOnSignal::signal() != 0 ? StopOnSignal::signal() : SIGTERM;
   std::string message = "stopped by " + std::string(signal_name(sig)) + " in run " + std::to_string(run) +
                         " at epoch " + std::to_string(history.stopped_epoch) + ", after step " +

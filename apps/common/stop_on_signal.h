@@ -48,5 +48,8 @@ class Stopped : public std::runtime_error {
 // on (`<program> --resume DIR`), or that nothing was saved without --checkpoint-dir.
 History fit_stopping_on_signal(const std::string& program, Module& model, Optimizer& optimizer,
                                const Dataset& train, FitOptions options, const CommonFlags& flags, int64_t run);
+// The same over a batch source (e.g. a StreamingDataset).
+History fit_stopping_on_signal(const std::string& program, Module& model, Optimizer& optimizer,
+                               BatchSource& train, FitOptions options, const CommonFlags& flags, int64_t run);
 
 }  // namespace kiln::app

@@ -30,4 +30,7 @@ void release_cached_memory();
 // Bytes currently held in the cache (not in use).
 size_t cached_bytes();
 
+// The process's peak resident memory so far (Linux VmHWM), in MiB; 0 where /proc is missing.
+double peak_resident_mib();
+
 }  // namespace kiln

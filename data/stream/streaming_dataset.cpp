@@ -167,16 +167,17 @@ StreamingDataset::StreamingDataset(PcamReader reader, const StreamOptions& optio
     : impl_(std::make_unique<Impl>(std::move(reader), options)) {
   Impl& m = *impl_;
   const std::string& path = m.reader.files().x_path;
-  check_arg(options.batch_size >= 1 && options.prefetch >= 2, "StreamingDataset",
-            path + ": batch_size " + std::to_string(options.batch_size) + " and prefetch " +
-                std::to_string(options.prefetch) + " must be >= 1 and >= 2");
-  m.n = m.reader.count();
+  check_arg(options.batch_size >= 1 && options.prefetch >= 2 && options.max_rows >= 0, "StreamingDataset",
+            path + ": batch_size " + std::to_string(options.batch_size) + ", prefetch " +
+                std::to_string(options.prefetch) + " and max_rows " + std::to_string(options.max_rows) +
+                " must be >= 1, >= 2 and >= 0");
+  m.n = options.max_rows > 0 ? std::min(options.max_rows, m.reader.count()) : m.reader.count();
   check_arg(m.n > 0, "StreamingDataset", path + " holds no images");
   m.row_bytes = m.reader.row_size();
   m.labelled = m.reader.has_labels();
   const std::vector<int32_t>& labels = m.reader.labels();
-  const int32_t largest = labels.empty() ? 0 : *std::max_element(labels.begin(), labels.end());
-  m.k = options.num_classes > 0 ? options.num_classes : (m.labelled ? largest + 1 : 0);
+  const int32_t largest = labels.empty() ? 0 : *std::max_element(labels.begin(), labels.begin() + m.n);
+  m.k = !m.labelled ? 0 : options.num_classes > 0 ? options.num_classes : largest + 1;
   check_arg(!m.labelled || largest < m.k, "StreamingDataset",
             path + ": label " + std::to_string(largest) + " is outside the " + std::to_string(m.k) + " classes");
 
@@ -207,7 +208,8 @@ StreamingDataset::StreamingDataset(PcamReader reader, const StreamOptions& optio
   // Size, shape, labels and the first image's bytes.
   uint64_t h = mix64(static_cast<uint64_t>(m.n));
   for (const int64_t d : xs) h = mix64(h ^ static_cast<uint64_t>(d));
-  for (const int32_t label : labels) h = mix64(h ^ static_cast<uint64_t>(label));
+  for (int64_t i = 0; i < static_cast<int64_t>(labels.size()) && i < m.n; ++i)
+    h = mix64(h ^ static_cast<uint64_t>(labels[i]));
   std::vector<uint8_t> first(static_cast<size_t>(m.row_bytes));
   m.reader.read(0, 1, first.data(), nullptr);
   for (const uint8_t v : first) h = mix64(h ^ v);

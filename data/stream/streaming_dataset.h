@@ -33,8 +33,9 @@ struct StreamOptions {
   uint64_t seed = 0;
   bool shuffle = true;                    // false: file order (evaluation, prediction)
   int64_t memory_bytes = int64_t{256} << 20;  // bound on the window and the prefetched batches
-  int64_t num_classes = 0;                // K of y_onehot; 0: the largest label + 1
+  int64_t num_classes = 0;                // K of y_onehot; 0: the largest label + 1 (unlabelled: 0)
   int64_t prefetch = 3;                   // float batches converted ahead (>= 2)
+  int64_t max_rows = 0;                   // > 0: only the file's first max_rows rows
 };
 
 class StreamingDataset : public BatchSource {

@@ -89,6 +89,14 @@ TEST(StreamingDataset, OrderDependsOnSeedAndEpochOnlyAndNoShuffleIsFileOrder) {
   StreamingDataset plain(kSlice, "train", 0, {.batch_size = 64, .shuffle = false, .memory_bytes = budget(1, 64)});
   const std::vector<int64_t> order = run_epoch(plain, 0, reference);
   for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(order[i], i);
+
+  // max_rows: the file's first rows only, shuffled among themselves.
+  StreamingDataset head(kSlice, "train", 0, {.batch_size = 64, .seed = 7, .memory_bytes = budget(1, 64), .max_rows = 300});
+  EXPECT_EQ(head.rows(), 300);
+  const std::vector<int64_t> head_order = run_epoch(head, 0, reference);
+  ASSERT_EQ(head_order.size(), 300u);
+  EXPECT_EQ(*std::max_element(head_order.begin(), head_order.end()), 299);
+  EXPECT_EQ(std::set<int64_t>(head_order.begin(), head_order.end()).size(), 300u);
 }
 
 TEST(StreamingDataset, AnEpochLeftEarlyAndARestartAreClean) {
@@ -122,7 +130,8 @@ TEST(StreamingDataset, TooLittleMemoryIsRefusedSayingWhatItNeeds) {
 
 TEST(StreamingDataset, UnlabelledSplitStreamsImagesForPrediction) {
   const ImageSet test = load_pcam(kSlice, "test", 0);
-  StreamingDataset s(kSlice, "test", 0, {.batch_size = 100, .shuffle = false, .memory_bytes = budget(1, 100)});
+  StreamingDataset s(kSlice, "test", 0,
+                     {.batch_size = 100, .shuffle = false, .memory_bytes = budget(1, 100), .num_classes = 2});
   EXPECT_EQ(s.rows(), test.n);
   EXPECT_EQ(s.num_classes(), 0);
   s.start_epoch(0);
