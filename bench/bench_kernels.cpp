@@ -199,27 +199,37 @@ BENCHMARK_CAPTURE(BM_Conv2dForm, task1_conv2_b256_input_grad_im2col, task1_conv2
 KILN_CONV_FORMS(task2_conv1_b16, task2_conv1);
 KILN_CONV_FORMS(task3_conv1_b70, task3_conv1);
 
-// Wide 3x3 layers: Winograd F(2x2, 3x3) against the GEMM form, forward, input and weight
-// gradient; they set the Winograd threshold in core/kernels/conv2d/choose.cpp. The GFLOP/s
-// counter is the direct form's FLOP count, so both forms are on one scale.
-enum class WideForm { kWinograd, kIm2col };
+// Wide 3x3 layers: Winograd F(2x2, 3x3) and F(4x4, 3x3) against the GEMM form, forward and
+// input gradient (F(4x4) has no weight gradient: F(2x2) against the GEMM form there); they set
+// the Winograd thresholds in core/kernels/conv2d/choose.cpp. The GFLOP/s counter is the direct
+// form's FLOP count, so all forms are on one scale.
+enum class WideForm { kWinograd, kWinograd4, kIm2col };
 
 void BM_Conv3x3Form(benchmark::State& state, Conv2dShape s, ConvPass pass, WideForm form) {
   ConvBuffers c(s);
-  const kiln::Conv2dForm f = form == WideForm::kWinograd ? kiln::Conv2dForm::kWinograd : kiln::conv2d_choose_gemm(pass, s);
+  kiln::Conv2dForm f = kiln::conv2d_choose_gemm(pass, s);
+  if (form == WideForm::kWinograd) f = kiln::Conv2dForm::kWinograd;
+  if (form == WideForm::kWinograd4) f = kiln::Conv2dForm::kWinograd4;
   for (auto _ : state) run_form(c, pass, f);
   report(state, s.flops_forward(), s.N);
 }
 
 Conv2dShape narrow_32x32_b16() { return Conv2dShape::make(16, 28, 28, 32, 3, 3, 32, 1, true); }
 Conv2dShape task2_block1_conv2() { return Conv2dShape::make(16, 28, 28, 64, 3, 3, 64, 1, true); }
+Conv2dShape task2_block2_conv1() { return Conv2dShape::make(16, 14, 14, 64, 3, 3, 128, 1, true); }
 Conv2dShape task2_block2_conv2() { return Conv2dShape::make(16, 14, 14, 128, 3, 3, 128, 1, true); }
 Conv2dShape task2_block3_conv2() { return Conv2dShape::make(16, 7, 7, 128, 3, 3, 128, 1, true); }
 Conv2dShape task3_block1_conv2() { return Conv2dShape::make(70, 32, 32, 128, 3, 3, 128, 1, true); }
+Conv2dShape task3_block2_conv1() { return Conv2dShape::make(70, 16, 16, 128, 3, 3, 128, 1, true); }
+Conv2dShape task3_block3_conv1() { return Conv2dShape::make(70, 8, 8, 128, 3, 3, 256, 1, true); }
 Conv2dShape task3_block3_conv2() { return Conv2dShape::make(70, 8, 8, 256, 3, 3, 256, 1, true); }
 
 #define KILN_WIDE_FORMS(name, shape)                                                                        \
   BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_forward_winograd, shape(), ConvPass::kForward, WideForm::kWinograd) \
+      ->UseRealTime()                                                                                        \
+      ->Unit(benchmark::kMicrosecond);                                                                       \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_forward_winograd4x4, shape(), ConvPass::kForward,               \
+                    WideForm::kWinograd4)                                                                    \
       ->UseRealTime()                                                                                        \
       ->Unit(benchmark::kMicrosecond);                                                                       \
   BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_forward_im2col, shape(), ConvPass::kForward, WideForm::kIm2col)     \
@@ -227,6 +237,10 @@ Conv2dShape task3_block3_conv2() { return Conv2dShape::make(70, 8, 8, 256, 3, 3,
       ->Unit(benchmark::kMicrosecond);                                                                       \
   BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_input_grad_winograd, shape(), ConvPass::kInputGrad,              \
                     WideForm::kWinograd)                                                                     \
+      ->UseRealTime()                                                                                        \
+      ->Unit(benchmark::kMicrosecond);                                                                       \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_input_grad_winograd4x4, shape(), ConvPass::kInputGrad,            \
+                    WideForm::kWinograd4)                                                                    \
       ->UseRealTime()                                                                                        \
       ->Unit(benchmark::kMicrosecond);                                                                       \
   BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_input_grad_im2col, shape(), ConvPass::kInputGrad,                \
@@ -244,10 +258,38 @@ Conv2dShape task3_block3_conv2() { return Conv2dShape::make(70, 8, 8, 256, 3, 3,
 
 KILN_WIDE_FORMS(c32_f32_28x28_b16, narrow_32x32_b16);
 KILN_WIDE_FORMS(task2_block1_conv2_b16, task2_block1_conv2);
+KILN_WIDE_FORMS(task2_block2_conv1_b16, task2_block2_conv1);
 KILN_WIDE_FORMS(task2_block2_conv2_b16, task2_block2_conv2);
 KILN_WIDE_FORMS(task2_block3_conv2_b16, task2_block3_conv2);
 KILN_WIDE_FORMS(task3_block1_conv2_b70, task3_block1_conv2);
+KILN_WIDE_FORMS(task3_block2_conv1_b70, task3_block2_conv1);
+KILN_WIDE_FORMS(task3_block3_conv1_b70, task3_block3_conv1);
 KILN_WIDE_FORMS(task3_block3_conv2_b70, task3_block3_conv2);
+
+// F(4x4) against F(2x2) on few images, across kWinograd4MinSavedProducts in choose.cpp: per
+// (c, f) pair F(4x4) saves 112 products on an 8x8 image, 208 on a 14x14 one.
+Conv2dShape c256_8x8(int64_t batch) { return Conv2dShape::make(batch, 8, 8, 256, 3, 3, 256, 1, true); }
+Conv2dShape c128_14x14(int64_t batch) { return Conv2dShape::make(batch, 14, 14, 128, 3, 3, 128, 1, true); }
+
+#define KILN_WINOGRAD_BATCH(name, shape)                                                                   \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_forward_winograd, shape, ConvPass::kForward, WideForm::kWinograd) \
+      ->UseRealTime()                                                                                      \
+      ->Unit(benchmark::kMicrosecond);                                                                     \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_forward_winograd4x4, shape, ConvPass::kForward,                \
+                    WideForm::kWinograd4)                                                                  \
+      ->UseRealTime()                                                                                      \
+      ->Unit(benchmark::kMicrosecond)
+
+KILN_WINOGRAD_BATCH(c256_8x8_b1, c256_8x8(1));
+KILN_WINOGRAD_BATCH(c256_8x8_b4, c256_8x8(4));
+KILN_WINOGRAD_BATCH(c256_8x8_b8, c256_8x8(8));
+KILN_WINOGRAD_BATCH(c256_8x8_b12, c256_8x8(12));
+KILN_WINOGRAD_BATCH(c256_8x8_b14, c256_8x8(14));
+KILN_WINOGRAD_BATCH(c128_14x14_b1, c128_14x14(1));
+KILN_WINOGRAD_BATCH(c128_14x14_b4, c128_14x14(4));
+KILN_WINOGRAD_BATCH(c128_14x14_b5, c128_14x14(5));
+KILN_WINOGRAD_BATCH(c128_14x14_b7, c128_14x14(7));
+KILN_WINOGRAD_BATCH(c128_14x14_b8, c128_14x14(8));
 
 // The pool and batch norm that follow that conv in the Task 2 model, for scale.
 void BM_MaxPool2dFwdBwd(benchmark::State& state) {

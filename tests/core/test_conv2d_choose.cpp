@@ -14,6 +14,7 @@ namespace {
 
 struct LabLayer {
   std::string name;
+  int64_t batch;    // the lab's training batch
   int64_t H, C, F;  // square input H x H, 3x3 kernel, stride 1, "same" padding, as in the lab
   Conv2dForm forward, input_grad, weight_grad;
 };
@@ -21,34 +22,63 @@ struct LabLayer {
 using F = Conv2dForm;
 const std::vector<LabLayer> kLabLayers = {
     // Task 1 (MNIST, the hand-made CNN): two thin layers, every pass in direct loops.
-    {"task1_conv1", 28, 1, 4, F::kDirect, F::kDirect, F::kDirect},
-    {"task1_conv2", 14, 4, 8, F::kDirect, F::kDirect, F::kDirect},
+    {"task1_conv1", 128, 28, 1, 4, F::kDirect, F::kDirect, F::kDirect},
+    {"task1_conv2", 128, 14, 4, 8, F::kDirect, F::kDirect, F::kDirect},
     // Task 2 (MNIST, VGG-style): the 1-channel first layer keeps a direct weight gradient,
-    // every 64+ channel layer is Winograd.
-    {"task2_block1_conv1", 28, 1, 64, F::kIm2col, F::kIm2col, F::kDirect},
-    {"task2_block1_conv2", 28, 64, 64, F::kWinograd, F::kWinograd, F::kWinograd},
-    {"task2_block2_conv1", 14, 64, 128, F::kWinograd, F::kWinograd, F::kWinograd},
-    {"task2_block2_conv2", 14, 128, 128, F::kWinograd, F::kWinograd, F::kWinograd},
-    {"task2_block3_conv1", 7, 128, 128, F::kWinograd, F::kWinograd, F::kWinograd},
-    {"task2_block3_conv2", 7, 128, 128, F::kWinograd, F::kWinograd, F::kWinograd},
+    // every 64+ channel layer is Winograd: F(4x4) forward and input gradient (16 images are
+    // enough even at 7x7), F(2x2) for the weight gradient.
+    {"task2_block1_conv1", 16, 28, 1, 64, F::kIm2col, F::kIm2col, F::kDirect},
+    {"task2_block1_conv2", 16, 28, 64, 64, F::kWinograd4, F::kWinograd4, F::kWinograd},
+    {"task2_block2_conv1", 16, 14, 64, 128, F::kWinograd4, F::kWinograd4, F::kWinograd},
+    {"task2_block2_conv2", 16, 14, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd},
+    {"task2_block3_conv1", 16, 7, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd},
+    {"task2_block3_conv2", 16, 7, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd},
     // Task 3 (PatchCamelyon, RGB): the first layer is im2col in every pass.
-    {"task3_block1_conv1", 32, 3, 128, F::kIm2col, F::kIm2col, F::kIm2col},
-    {"task3_block1_conv2", 32, 128, 128, F::kWinograd, F::kWinograd, F::kWinograd},
-    {"task3_block2_conv1", 16, 128, 128, F::kWinograd, F::kWinograd, F::kWinograd},
-    {"task3_block3_conv1", 8, 128, 256, F::kWinograd, F::kWinograd, F::kWinograd},
-    {"task3_block3_conv2", 8, 256, 256, F::kWinograd, F::kWinograd, F::kWinograd},
+    {"task3_block1_conv1", 70, 32, 3, 128, F::kIm2col, F::kIm2col, F::kIm2col},
+    {"task3_block1_conv2", 70, 32, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd},
+    {"task3_block2_conv1", 70, 16, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd},
+    {"task3_block3_conv1", 70, 8, 128, 256, F::kWinograd4, F::kWinograd4, F::kWinograd},
+    {"task3_block3_conv2", 70, 8, 256, 256, F::kWinograd4, F::kWinograd4, F::kWinograd},
 };
 
 TEST(Conv2dChoose, TheLabsLayersGetTheseForms) {
   for (const LabLayer& l : kLabLayers) {
     SCOPED_TRACE(l.name);
-    for (const int64_t batch : {1, 16, 256}) {  // the choice never depends on the batch
+    for (const int64_t batch : {l.batch, int64_t{256}}) {  // from the lab's batch up, the same forms
       const Conv2dShape s = Conv2dShape::make(batch, l.H, l.H, l.C, 3, 3, l.F, 1, true);
       EXPECT_STREQ(conv2d_form_name(conv2d_choose(Conv2dPass::kForward, s)), conv2d_form_name(l.forward));
       EXPECT_STREQ(conv2d_form_name(conv2d_choose(Conv2dPass::kInputGrad, s)), conv2d_form_name(l.input_grad));
       EXPECT_STREQ(conv2d_form_name(conv2d_choose(Conv2dPass::kWeightGrad, s)), conv2d_form_name(l.weight_grad));
     }
   }
+}
+
+// F(4x4) must save 1536 products per (c, f) pair over F(2x2) in one call: 112 per 7x7 or 8x8
+// image, 208 per 14x14, 448 per 16x16, 1372 per 28x28, 1792 per 32x32. The only rule that
+// looks at the batch.
+TEST(Conv2dChoose, Winograd4x4NeedsEnoughImages) {
+  const auto forward = [](int64_t batch, int64_t h) {
+    return conv2d_choose(Conv2dPass::kForward, Conv2dShape::make(batch, h, h, 128, 3, 3, 128, 1, true));
+  };
+  for (const int64_t h : {7, 8, 14, 16, 28}) EXPECT_EQ(forward(1, h), Conv2dForm::kWinograd) << h;
+  EXPECT_EQ(forward(13, 7), Conv2dForm::kWinograd);   // 1456
+  EXPECT_EQ(forward(14, 7), Conv2dForm::kWinograd4);  // 1568
+  EXPECT_EQ(forward(13, 8), Conv2dForm::kWinograd);
+  EXPECT_EQ(forward(14, 8), Conv2dForm::kWinograd4);
+  EXPECT_EQ(forward(7, 14), Conv2dForm::kWinograd);   // 1456
+  EXPECT_EQ(forward(8, 14), Conv2dForm::kWinograd4);  // 1664
+  EXPECT_EQ(forward(3, 16), Conv2dForm::kWinograd);   // 1344
+  EXPECT_EQ(forward(4, 16), Conv2dForm::kWinograd4);  // 1792
+  EXPECT_EQ(forward(2, 28), Conv2dForm::kWinograd4);  // 2744
+  EXPECT_EQ(forward(1, 32), Conv2dForm::kWinograd4);  // 1792
+  // The input gradient counts on dx, the layer's H x W input: with valid padding a 31x31 input
+  // has a 29x29 output, 1296 products saved forward, 1792 for the input gradient.
+  const Conv2dShape valid = Conv2dShape::make(1, 31, 31, 64, 3, 3, 64, 1, false);
+  EXPECT_EQ(conv2d_choose(Conv2dPass::kForward, valid), Conv2dForm::kWinograd);
+  EXPECT_EQ(conv2d_choose(Conv2dPass::kInputGrad, valid), Conv2dForm::kWinograd4);
+  // No weight gradient in F(4x4), however many images.
+  EXPECT_EQ(conv2d_choose(Conv2dPass::kWeightGrad, Conv2dShape::make(256, 32, 32, 128, 3, 3, 128, 1, true)),
+            Conv2dForm::kWinograd);
 }
 
 // The GEMM forms, for shapes away from the direct and Winograd regions.
@@ -72,6 +102,8 @@ TEST(Conv2dChoose, GemmFormsByShape) {
             Conv2dForm::kIm2col);
   EXPECT_EQ(conv2d_choose(Conv2dPass::kForward, Conv2dShape::make(2, 8, 8, 32, 3, 3, 32, 1, true)),
             Conv2dForm::kWinograd);
+  EXPECT_EQ(conv2d_choose(Conv2dPass::kForward, Conv2dShape::make(16, 8, 8, 32, 3, 3, 32, 1, true)),
+            Conv2dForm::kWinograd4);
 }
 
 // Whatever conv2d_choose picks, the form can run it.

@@ -5,14 +5,29 @@
 // Rules, first match wins (the direct and Winograd regions never overlap: Winograd needs 32+
 // channels, the direct forms at most 8):
 //
-//   pass         form        when
-//   any          winograd    3x3, stride 1, C >= 32 and F >= 32
-//   forward      direct      KH*KW*C <= 9 and F <= 16, or stride 1, KH*KW*C <= 36 and F <= 8
-//   weight_grad  direct      KH*KW*C <= 9 and F <= 64, or stride 1, KH*KW*C <= 36 and F in {1,2,4,8}
-//   input_grad   direct      stride 1, C <= 8 and KH*KW*F <= 72
-//   any          pointwise   1x1, stride 1, no padding
-//   input_grad   transposed  stride 1 and C >= 16
-//   any          im2col      everything else
+//   pass         form         when
+//   forward,     winograd4x4  3x3, stride 1, C >= 32 and F >= 32, and F(4x4) saves at least 1536
+//   input_grad                products per (c, f) pair: 16 * (2x2 tiles) - 36 * (4x4 tiles) over
+//                             the N images, of the Ho x Wo output (of the H x W input for the
+//                             input gradient); e.g. from 14 images of 7x7 or 8x8, 8 of 14x14,
+//                             4 of 16x16, 2 of 28x28, 1 of 32x32
+//   any          winograd     3x3, stride 1, C >= 32 and F >= 32
+//   forward      direct       KH*KW*C <= 9 and F <= 16, or stride 1, KH*KW*C <= 36 and F <= 8
+//   weight_grad  direct       KH*KW*C <= 9 and F <= 64, or stride 1, KH*KW*C <= 36 and F in {1,2,4,8}
+//   input_grad   direct       stride 1, C <= 8 and KH*KW*F <= 72
+//   any          pointwise    1x1, stride 1, no padding
+//   input_grad   transposed   stride 1 and C >= 16
+//   any          im2col       everything else
+//
+// F(4x4) against F(2x2), medians of BM_Conv3x3Form on Zen 5 with 2 threads: F(4x4) is
+// 1.07-1.9x faster on every wide lab layer at the lab's batches (16 and 70 images), but slower
+// where it saves few products, as its kernel transform (36 C F against 16 C F) and its GEMMs of
+// a quarter of the rows are not paid back: 0.47x on one 8x8 image (112 products saved), 0.64x
+// on one 14x14 (208), 0.72x on four 8x8 (448), 0.92-0.98x at 832-1040 (four or five 14x14,
+// eight 8x8). At 1344-1456 (twelve 8x8, seven 14x14) it is 1.01-1.05x, from 1536 on faster in
+// every run (fourteen 8x8: 1.09x, eight 14x14: 1.01x, sixteen: 1.07-1.2x). 14x14 images need
+// more of them than 16x16: their 4x4 tiles overhang to 16x16, while F(2x2)'s fit exactly.
+// F(4x4) has no weight gradient.
 #include "core/kernels/conv2d/choose.h"
 
 #include "core/kernels/conv2d/forms.h"
@@ -23,6 +38,10 @@ namespace {
 // Winograd trades 2.25x fewer GEMM FLOPs for transforms whose cost grows with C + F against
 // the GEMM's C * F; below 32 channels the transforms are not paid back.
 constexpr int64_t kWinogradMinChannels = 32;
+// F(4x4, 3x3) needs fewer products than F(2x2) (36 per 4x4 block of outputs against 4 x 16),
+// but its kernel transform costs 36 C F against 16 C F: it pays once it saves this many
+// products per (c, f) pair in one call.
+constexpr int64_t kWinograd4MinSavedProducts = 1536;
 
 // Direct loops beat im2col + sgemm where the im2col matrix is thin: its few columns make
 // OpenBLAS run far below peak while im2col writes a matrix KH*KW times the input.
@@ -47,6 +66,16 @@ bool pointwise(const Conv2dShape& s) {
 bool winograd_pays(const Conv2dShape& s) {
   return s.KH == 3 && s.KW == 3 && stride1(s) && s.C >= kWinogradMinChannels &&
          s.F >= kWinogradMinChannels;
+}
+
+// Winograd shapes where F(4x4) beats F(2x2). The input gradient runs as a convolution whose
+// output is the input, H x W.
+bool winograd4_pays(Conv2dPass pass, const Conv2dShape& s) {
+  if (pass == Conv2dPass::kWeightGrad) return false;
+  const int64_t h = pass == Conv2dPass::kInputGrad ? s.H : s.Ho;
+  const int64_t w = pass == Conv2dPass::kInputGrad ? s.W : s.Wo;
+  const int64_t tiles2 = ((h + 1) / 2) * ((w + 1) / 2), tiles4 = ((h + 3) / 4) * ((w + 3) / 4);
+  return s.N * (16 * tiles2 - 36 * tiles4) >= kWinograd4MinSavedProducts;
 }
 
 bool small_stride1(const Conv2dShape& s, int64_t max_filters) {
@@ -80,7 +109,7 @@ Conv2dForm conv2d_choose_gemm(Conv2dPass pass, const Conv2dShape& s) {
 }
 
 Conv2dForm conv2d_choose(Conv2dPass pass, const Conv2dShape& s) {
-  if (winograd_pays(s)) return Conv2dForm::kWinograd;
+  if (winograd_pays(s)) return winograd4_pays(pass, s) ? Conv2dForm::kWinograd4 : Conv2dForm::kWinograd;
   if (direct_pays(pass, s)) return Conv2dForm::kDirect;
   return conv2d_choose_gemm(pass, s);
 }
@@ -93,6 +122,7 @@ bool conv2d_form_applies(Conv2dForm form, Conv2dPass pass, const Conv2dShape& s)
     case Conv2dForm::kDirect:
       return pass != Conv2dPass::kInputGrad || (stride1(s) && s.KH <= kConv2dDirectMaxKernelRows);
     case Conv2dForm::kWinograd: return s.KH == 3 && s.KW == 3 && stride1(s);
+    case Conv2dForm::kWinograd4: return s.KH == 3 && s.KW == 3 && stride1(s) && pass != Conv2dPass::kWeightGrad;
   }
   return false;
 }
@@ -104,6 +134,7 @@ const char* conv2d_form_name(Conv2dForm form) {
     case Conv2dForm::kTransposed: return "transposed";
     case Conv2dForm::kDirect: return "direct";
     case Conv2dForm::kWinograd: return "winograd";
+    case Conv2dForm::kWinograd4: return "winograd4x4";
   }
   return "?";
 }

@@ -16,6 +16,7 @@ enum class Conv2dForm {
   kTransposed,  // input gradient, stride 1: dy convolved with the rotated kernel (im2col + sgemm)
   kDirect,      // loops without a GEMM, for layers with few channels and filters
   kWinograd,    // Winograd F(2x2, 3x3): 3x3, stride 1
+  kWinograd4,   // Winograd F(4x4, 3x3): 3x3, stride 1; forward and input gradient only
 };
 
 // The form conv2d_forward (kForward), conv2d_backward_input (kInputGrad) or
@@ -27,7 +28,7 @@ Conv2dForm conv2d_choose_gemm(Conv2dPass pass, const Conv2dShape& s);
 // Whether `form` can compute `pass` for s at all (kWinograd only for 3x3 stride 1, ...).
 bool conv2d_form_applies(Conv2dForm form, Conv2dPass pass, const Conv2dShape& s);
 
-const char* conv2d_form_name(Conv2dForm form);  // "im2col", "pointwise", ...
+const char* conv2d_form_name(Conv2dForm form);  // "im2col", "pointwise", ..., "winograd4x4"
 const char* conv2d_pass_name(Conv2dPass pass);  // "forward", "input_grad", "weight_grad"
 
 }  // namespace kiln

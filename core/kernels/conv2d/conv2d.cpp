@@ -328,6 +328,7 @@ void conv2d_forward_as(Conv2dForm form, const Conv2dShape& s, const float* x, co
     case Conv2dForm::kPointwise: return conv2d_forward_pointwise(s, x, w, b, y);
     case Conv2dForm::kDirect: return conv2d_forward_direct(s, x, w, b, y);
     case Conv2dForm::kWinograd: return conv2d_forward_winograd(s, x, w, b, y);
+    case Conv2dForm::kWinograd4: return conv2d_forward_winograd4(s, x, w, b, y);
     case Conv2dForm::kTransposed: break;
   }
   form_does_not_apply(form, Conv2dPass::kForward, s);
@@ -342,6 +343,7 @@ void conv2d_backward_input_as(Conv2dForm form, const Conv2dShape& s, const float
     case Conv2dForm::kTransposed: return conv2d_backward_input_transposed(s, dy, w, dx);
     case Conv2dForm::kDirect: return conv2d_backward_input_direct(s, dy, w, dx);
     case Conv2dForm::kWinograd: return conv2d_backward_input_winograd(s, dy, w, dx);
+    case Conv2dForm::kWinograd4: return conv2d_backward_input_winograd4(s, dy, w, dx);
   }
 }
 
@@ -353,7 +355,8 @@ void conv2d_backward_weight_as(Conv2dForm form, const Conv2dShape& s, const floa
     case Conv2dForm::kPointwise: return conv2d_backward_weight_pointwise(s, x, dy, dw, db);
     case Conv2dForm::kDirect: return conv2d_backward_weight_direct(s, x, dy, dw, db);
     case Conv2dForm::kWinograd: return conv2d_backward_weight_winograd(s, x, dy, dw, db);
-    case Conv2dForm::kTransposed: break;
+    case Conv2dForm::kTransposed:
+    case Conv2dForm::kWinograd4: break;
   }
   form_does_not_apply(form, Conv2dPass::kWeightGrad, s);
 }

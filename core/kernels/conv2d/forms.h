@@ -23,17 +23,20 @@ void conv2d_backward_input_as(Conv2dForm form, const Conv2dShape& s, const float
 void conv2d_backward_weight_as(Conv2dForm form, const Conv2dShape& s, const float* x,
                                const float* dy, float* dw, float* db);
 
-// The forms (conv2d.cpp: im2col, pointwise, transposed; direct.cpp; winograd.cpp).
+// The forms (conv2d.cpp: im2col, pointwise, transposed; direct.cpp; winograd.cpp: F(2x2, 3x3);
+// winograd4.cpp: F(4x4, 3x3), which has no weight gradient).
 void conv2d_forward_im2col(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);
 void conv2d_forward_pointwise(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);
 void conv2d_forward_direct(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);
 void conv2d_forward_winograd(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);
+void conv2d_forward_winograd4(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);
 
 void conv2d_backward_input_im2col(const Conv2dShape& s, const float* dy, const float* w, float* dx);  // sgemm + col2im
 void conv2d_backward_input_pointwise(const Conv2dShape& s, const float* dy, const float* w, float* dx);
 void conv2d_backward_input_transposed(const Conv2dShape& s, const float* dy, const float* w, float* dx);
 void conv2d_backward_input_direct(const Conv2dShape& s, const float* dy, const float* w, float* dx);
 void conv2d_backward_input_winograd(const Conv2dShape& s, const float* dy, const float* w, float* dx);
+void conv2d_backward_input_winograd4(const Conv2dShape& s, const float* dy, const float* w, float* dx);
 
 void conv2d_backward_weight_im2col(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db);
 void conv2d_backward_weight_pointwise(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db);

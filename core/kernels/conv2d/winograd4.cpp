@@ -1,0 +1,286 @@
+// Winograd F(4x4, 3x3) convolution for 3x3 stride-1 layers with many channels: the forward
+// pass and the input gradient.
+//
+// Why: F(2x2, 3x3) (winograd.cpp) cuts the GEMM work of a 3x3 layer from 9 to 4 multiplies per
+// output and channel pair; F(4x4, 3x3) computes a 4x4 block of outputs from a 6x6 block of
+// inputs with 36 element-wise products per (c, f), 2.25 multiplies per output, 1.78x fewer
+// than F(2x2). The 36 products over all channels are 36 independent GEMMs,
+//   M[xi] (tiles x F) = V[xi] (tiles x C) * U[xi] (C x F),   xi = 0..35,
+// each with a quarter of F(2x2)'s rows for the same image. On small images the 4x4 tiles
+// overhang the output (a 7x7 output takes 8x8 of tiles) and the GEMMs get short, so
+// choose.cpp takes this form only where the benchmarks measured it faster.
+//
+// The transforms (Lavin & Gray 2016, interpolation points 0, 1, -1, 2, -2 and infinity):
+//   B^T = [4  0 -5  0 1 0;     G = [ 1/4     0    0;     A^T = [1 1  1 1  1 0;
+//          0 -4 -4  1 1 0;          -1/6  -1/6 -1/6;            0 1 -1 2 -2 0;
+//          0  4 -4 -1 1 0;          -1/6   1/6 -1/6;            0 1  1 4  4 0;
+//          0 -2 -1  2 1 0;          1/24  1/12  1/6;            0 1 -1 8 -8 1]
+//          0  2 -1 -2 1 0;          1/24 -1/12  1/6;
+//          0  4  0 -5 0 1]             0     0    1]
+// and per tile y = A^T [(G g G^T) .* (B^T d B)] A.
+//
+// Threading and blocking as in winograd.cpp: each OpenMP thread takes whole blocks of tiles and
+// runs the input transform, 36 single-threaded sgemm calls and the output transform on its
+// block, which stays in that core's cache.
+//
+// Accuracy: unlike F(2x2), these transforms are not exact in float. B^T and A^T have entries
+// up to 5 and 8, so a tile's transformed inputs and products grow by up to ~100x and 36 of them
+// cancel back to outputs of the original size, and G's 1/6 and 1/24 round. The error is 10-20
+// times F(2x2)'s, up to 1.4e-5 relative against double sums on the lab's layers (32-256
+// channels); test_kernels.cpp holds this form to its own, measured tolerance.
+//
+// No weight gradient: conv2d_form_applies refuses it, and F(2x2) computes it.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+
+#include "core/kernels/conv2d/forms.h"
+#include "core/runtime/memory.h"
+
+namespace kiln {
+namespace {
+
+constexpr int64_t kTileFloatsBudget = int64_t{1} << 20;  // per thread: V and M of one block, 4 MB
+constexpr int64_t kMaxBlockTiles = 256;
+constexpr int64_t kChannelBlock = 64;
+constexpr int64_t kOut = 4;            // outputs per tile side
+constexpr int64_t kPatch = 6;          // inputs per tile side: kOut + 3 - 1
+constexpr int64_t kProducts = kPatch * kPatch;  // GEMMs per block
+
+// The three 1-D transforms, each on n channels at once; the 2-D transforms apply them along
+// the rows, then along the columns.
+
+// (G g) for one column g0..g2 of a kernel. The 1/6 is a division, so it rounds once; the 1/4
+// and 1/2 are exact.
+inline void kernel_1d(const float* __restrict g0, const float* __restrict g1, const float* __restrict g2,
+                      float* __restrict u0, float* __restrict u1, float* __restrict u2, float* __restrict u3,
+                      float* __restrict u4, float* __restrict u5, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    const float a = g0[k], b = g1[k], c = g2[k];
+    u0[k] = 0.25f * a;
+    u1[k] = -(a + b + c) / 6.0f;
+    u2[k] = -(a - b + c) / 6.0f;
+    u3[k] = (0.25f * a + 0.5f * b + c) / 6.0f;
+    u4[k] = (0.25f * a - 0.5f * b + c) / 6.0f;
+    u5[k] = c;
+  }
+}
+
+// (B^T d) for one column d0..d5 of an input patch.
+inline void input_1d(const float* __restrict d0, const float* __restrict d1, const float* __restrict d2,
+                     const float* __restrict d3, const float* __restrict d4, const float* __restrict d5,
+                     float* __restrict o0, float* __restrict o1, float* __restrict o2, float* __restrict o3,
+                     float* __restrict o4, float* __restrict o5, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    const float a1 = d1[k], a2 = d2[k], a3 = d3[k], a4 = d4[k];
+    o0[k] = 4.0f * d0[k] - 5.0f * a2 + a4;
+    o1[k] = -4.0f * (a1 + a2) + (a3 + a4);
+    o2[k] = 4.0f * (a1 - a2) + (a4 - a3);
+    o3[k] = 2.0f * (a3 - a1) + (a4 - a2);
+    o4[k] = 2.0f * (a1 - a3) + (a4 - a2);
+    o5[k] = 4.0f * a1 - 5.0f * a3 + d5[k];
+  }
+}
+
+// (A^T m) for one column m0..m5 of products.
+inline void output_1d(const float* __restrict m0, const float* __restrict m1, const float* __restrict m2,
+                      const float* __restrict m3, const float* __restrict m4, const float* __restrict m5,
+                      float* __restrict o0, float* __restrict o1, float* __restrict o2, float* __restrict o3,
+                      int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    const float s12 = m1[k] + m2[k], d12 = m1[k] - m2[k];
+    const float s34 = m3[k] + m4[k], d34 = m3[k] - m4[k];
+    o0[k] = m0[k] + s12 + s34;
+    o1[k] = d12 + 2.0f * d34;
+    o2[k] = s12 + 4.0f * s34;
+    o3[k] = d12 + 8.0f * d34 + m5[k];
+  }
+}
+
+// U[xi][c][f] = (G g G^T)[xi] for the 3x3 kernel g = w[.., .., c, f].
+void transform_kernel(int64_t C, int64_t F, const float* __restrict w, float* __restrict u) {
+  const int64_t CF = C * F;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    alignas(64) float gg[kPatch * 3][kChannelBlock];  // G g: 6 rows of 3, each over a block of filters
+    for (int64_t f0 = 0; f0 < F; f0 += kChannelBlock) {
+      const int64_t fb = std::min(kChannelBlock, F - f0);
+      const float* g = w + c * F + f0;  // g[(ky*3 + kx) * CF + k]
+      for (int kx = 0; kx < 3; ++kx) {
+        kernel_1d(g + (0 * 3 + kx) * CF, g + (1 * 3 + kx) * CF, g + (2 * 3 + kx) * CF, gg[0 * 3 + kx],
+                  gg[1 * 3 + kx], gg[2 * 3 + kx], gg[3 * 3 + kx], gg[4 * 3 + kx], gg[5 * 3 + kx], fb);
+      }
+      for (int i = 0; i < kPatch; ++i) {  // (G g) G^T
+        float* out = u + (i * kPatch) * CF + c * F + f0;
+        kernel_1d(gg[i * 3 + 0], gg[i * 3 + 1], gg[i * 3 + 2], out, out + CF, out + 2 * CF, out + 3 * CF,
+                  out + 4 * CF, out + 5 * CF, fb);
+      }
+    }
+  }
+}
+
+struct Tiling {
+  int64_t rows, cols, per_image, total;  // tiles per output column, per row, per image, in all
+};
+
+Tiling tiling_of(const Conv2dShape& s) {
+  Tiling tl{};
+  tl.rows = (s.Ho + kOut - 1) / kOut;
+  tl.cols = (s.Wo + kOut - 1) / kOut;
+  tl.per_image = tl.rows * tl.cols;
+  tl.total = s.N * tl.per_image;
+  return tl;
+}
+
+// Where tile `tile` sits: its image, its top-left output (oy0, ox0) = 4 * (ty, tx), and how
+// many of its output rows and columns lie inside the output (4 except in the last tiles).
+struct TilePlace {
+  int64_t n, oy0, ox0, rows, cols;
+};
+TilePlace place_of(const Conv2dShape& s, const Tiling& tl, int64_t tile) {
+  TilePlace p{};
+  p.n = tile / tl.per_image;
+  p.oy0 = kOut * ((tile % tl.per_image) / tl.cols);
+  p.ox0 = kOut * (tile % tl.cols);
+  p.rows = std::min(kOut, s.Ho - p.oy0);
+  p.cols = std::min(kOut, s.Wo - p.ox0);
+  return p;
+}
+
+// V[xi][t][c] = (B^T d B)[xi] for the 6x6 input patch d of tile t (zero outside the image).
+void transform_input(const Conv2dShape& s, const Tiling& tl, const float* __restrict x, int64_t t0,
+                     int64_t tiles, float* __restrict v) {
+  const int64_t C = s.C;
+  const int64_t plane = tiles * C;  // floats between consecutive xi
+  alignas(64) float d[kProducts][kChannelBlock];
+  alignas(64) float r[kProducts][kChannelBlock];
+  for (int64_t t = 0; t < tiles; ++t) {
+    const TilePlace p = place_of(s, tl, t0 + t);
+    const int64_t iy0 = p.oy0 - s.pad_top, ix0 = p.ox0 - s.pad_left;
+    for (int64_t c0 = 0; c0 < C; c0 += kChannelBlock) {
+      const int64_t cb = std::min(kChannelBlock, C - c0);
+      for (int i = 0; i < kPatch; ++i) {
+        const int64_t iy = iy0 + i;
+        for (int j = 0; j < kPatch; ++j) {
+          const int64_t ix = ix0 + j;
+          float* dst = d[i * kPatch + j];
+          if (iy < 0 || iy >= s.H || ix < 0 || ix >= s.W) {
+            std::fill_n(dst, cb, 0.0f);
+          } else {
+            std::copy_n(x + ((p.n * s.H + iy) * s.W + ix) * C + c0, cb, dst);
+          }
+        }
+      }
+      for (int j = 0; j < kPatch; ++j) {  // B^T d: combine rows
+        input_1d(d[0 * kPatch + j], d[1 * kPatch + j], d[2 * kPatch + j], d[3 * kPatch + j], d[4 * kPatch + j],
+                 d[5 * kPatch + j], r[0 * kPatch + j], r[1 * kPatch + j], r[2 * kPatch + j], r[3 * kPatch + j],
+                 r[4 * kPatch + j], r[5 * kPatch + j], cb);
+      }
+      for (int i = 0; i < kPatch; ++i) {  // (B^T d) B: combine columns
+        float* out = v + (i * kPatch) * plane + t * C + c0;
+        const float* ri = r[i * kPatch];
+        input_1d(ri, ri + kChannelBlock, ri + 2 * kChannelBlock, ri + 3 * kChannelBlock, ri + 4 * kChannelBlock,
+                 ri + 5 * kChannelBlock, out, out + plane, out + 2 * plane, out + 3 * plane, out + 4 * plane,
+                 out + 5 * plane, cb);
+      }
+    }
+  }
+}
+
+// y (+)= A^T m A (+ b) for each tile's 6x6 block of products m = M[.][t][f], clipped to the
+// output.
+void transform_output(const Conv2dShape& s, const Tiling& tl, const float* __restrict m, int64_t t0,
+                      int64_t tiles, const float* __restrict b, bool accumulate, float* __restrict y) {
+  const int64_t F = s.F;
+  const int64_t plane = tiles * F;
+  alignas(64) float a[kOut * kPatch][kChannelBlock];  // A^T m: 4 rows of 6
+  alignas(64) float o[kOut][kChannelBlock];           // one output row of the tile
+  for (int64_t t = 0; t < tiles; ++t) {
+    const TilePlace p = place_of(s, tl, t0 + t);
+    float* yt = y + ((p.n * s.Ho + p.oy0) * s.Wo + p.ox0) * F;
+    const float* mt = m + t * F;
+    for (int64_t f0 = 0; f0 < F; f0 += kChannelBlock) {
+      const int64_t fb = std::min(kChannelBlock, F - f0);
+      for (int j = 0; j < kPatch; ++j) {  // A^T m: combine rows
+        const float* q = mt + j * plane + f0;
+        const int64_t row = kPatch * plane;  // from m[i][j] to m[i+1][j]
+        output_1d(q, q + row, q + 2 * row, q + 3 * row, q + 4 * row, q + 5 * row, a[0 * kPatch + j],
+                  a[1 * kPatch + j], a[2 * kPatch + j], a[3 * kPatch + j], fb);
+      }
+      const float* bias = b ? b + f0 : nullptr;
+      for (int64_t i = 0; i < p.rows; ++i) {  // (A^T m) A: combine columns, then store
+        const float* ai = a[i * kPatch];
+        output_1d(ai, ai + kChannelBlock, ai + 2 * kChannelBlock, ai + 3 * kChannelBlock, ai + 4 * kChannelBlock,
+                  ai + 5 * kChannelBlock, o[0], o[1], o[2], o[3], fb);
+        for (int64_t j = 0; j < p.cols; ++j) {
+          float* yij = yt + (i * s.Wo + j) * F + f0;
+          const float* oj = o[j];
+          for (int64_t k = 0; k < fb; ++k) {
+            const float value = oj[k] + (bias ? bias[k] : 0.0f);
+            yij[k] = accumulate ? yij[k] + value : value;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Tile blocks: as large as the per-thread budget allows (floats per tile: `per_tile`), at
+// least one per thread, a multiple of the thread count.
+struct Blocks {
+  int64_t count, size;
+};
+Blocks tile_blocks(int64_t total, int64_t per_tile, int threads) {
+  const int64_t cap = std::clamp<int64_t>(kTileFloatsBudget / per_tile, 16, kMaxBlockTiles);
+  int64_t count = std::max<int64_t>((total + cap - 1) / cap, threads);
+  count = (count + threads - 1) / threads * threads;
+  return {count, (total + count - 1) / count};
+}
+
+// y (+)= conv(x, w) + b through Winograd F(4x4, 3x3), for a 3x3 stride-1 shape with any padding.
+void winograd4(const Conv2dShape& s, const float* x, const float* w, const float* b, bool accumulate,
+               float* y) {
+  const int64_t C = s.C, F = s.F;
+  const Tiling tl = tiling_of(s);
+
+  Workspace u(kProducts * C * F);
+  transform_kernel(C, F, w, u.data());
+
+  const int threads = omp_get_max_threads();
+  const Blocks bl = tile_blocks(tl.total, kProducts * (C + F), threads);
+  const int64_t blocks = bl.count, block = bl.size;
+  const int64_t per_thread = kProducts * block * (C + F);
+  Workspace scratch(per_thread * threads);
+  const float* uu = u.data();
+#pragma omp parallel for schedule(static, 1)
+  for (int64_t bi = 0; bi < blocks; ++bi) {
+    const int64_t t0 = bi * block;
+    const int64_t tiles = std::min(block, tl.total - t0);
+    if (tiles <= 0) continue;
+    float* v = scratch.data() + per_thread * omp_get_thread_num();
+    float* m = v + kProducts * block * C;
+    transform_input(s, tl, x, t0, tiles, v);
+    for (int64_t xi = 0; xi < kProducts; ++xi) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(tiles), static_cast<int>(F),
+                  static_cast<int>(C), 1.0f, v + xi * tiles * C, static_cast<int>(C), uu + xi * C * F,
+                  static_cast<int>(F), 0.0f, m + xi * tiles * F, static_cast<int>(F));
+    }
+    transform_output(s, tl, m, t0, tiles, b, accumulate, y);
+  }
+}
+
+}  // namespace
+
+void conv2d_forward_winograd4(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y) {
+  winograd4(s, x, w, b, /*accumulate=*/false, y);
+}
+
+void conv2d_backward_input_winograd4(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
+  const Conv2dShape t = conv2d_transposed_shape(s);
+  Workspace rotated(9 * s.C * s.F);
+  conv2d_rotate_kernel(s, w, rotated.data());
+  winograd4(t, dy, rotated.data(), nullptr, /*accumulate=*/true, dx);
+}
+
+}  // namespace kiln
