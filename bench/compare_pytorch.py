@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """kiln against PyTorch on this machine, in one run.
 
-Runs kiln_bench's six model configurations (training step and inference of the lab's three
-networks), then the same architectures in PyTorch (Debian's python3-torch, as shipped, oneDNN on)
+Runs kiln_bench's seven model configurations (training step and inference of the lab's three
+networks, and a Task 3 training step on whole 96x96 patches), then the same architectures in PyTorch (Debian's python3-torch, as shipped, oneDNN on)
 with the same batch sizes, synthetic data and thread count, and prints one table: images per
 second of each, their ratio, kiln's GFLOP/s and its share of the sgemm peak that kiln_bench
 measures in the same run. Then the peak memory (max RSS) of a task3_32 training step in a
@@ -17,6 +17,7 @@ Usage: /usr/bin/python3 bench/compare_pytorch.py [--kiln-bench build/bench/kiln_
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ CONFIGS = [
     ("BM_Inference/task1_b256", "task1", 256, "infer"),
     ("BM_Inference/task2_b256", "task2", 256, "infer"),
     ("BM_Inference/task3_32_b70", "task3_32", 70, "infer"),
+    ("BM_TrainStep/task3_96", "task3_96", 70, "train"),
 ]
 
 
@@ -40,11 +42,12 @@ def run_kiln(bench, threads, reps, min_time):
         [bench, "--benchmark_filter=" + names, "--benchmark_repetitions=%d" % reps,
          "--benchmark_min_time=%g" % min_time, "--benchmark_format=json"],
         env=env, check=True, capture_output=True, text=True).stdout
-    results = {}
-    for b in json.loads(out)["benchmarks"]:
+    report = json.loads(out)
+    results = {"context": report.get("context", {})}
+    for b in report["benchmarks"]:
         if b.get("aggregate_name") != "median":
             continue
-        key = b["run_name"].replace("/real_time", "")
+        key = re.sub(r"/(real_time|min_warmup_time:[0-9.]+)", "", b["run_name"])
         results[key] = {"img_s": b.get("items_per_second"), "gflops": b.get("GFLOP/s", 0) / 1e9
                         if b.get("GFLOP/s", 0) > 1e6 else b.get("GFLOP/s", 0)}
     return results
@@ -73,15 +76,16 @@ def torch_models():
                              *conv_block(2, 128, 128), nn.Dropout(0.1), nn.Flatten(),
                              nn.Linear(1152, 512), nn.ReLU(), nn.Dropout(0.1), nn.Linear(512, 10))
 
-    def task3():
+    def task3(side=32):
         return nn.Sequential(*conv_block(2, 3, 128), *conv_block(2, 128, 128),
                              *conv_block(2, 128, 256), nn.Flatten(), nn.Dropout(0.3),
-                             nn.Linear(4096, 256), nn.ReLU(), nn.Dropout(0.3),
+                             nn.Linear(256 * (side // 8) ** 2, 256), nn.ReLU(), nn.Dropout(0.3),
                              nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 2))
 
     return {"task1": (task1, (1, 28, 28), 10, False, 0.0),
             "task2": (task2, (1, 28, 28), 10, False, 1e-4),
-            "task3_32": (task3, (3, 32, 32), 2, True, 1e-4)}
+            "task3_32": (task3, (3, 32, 32), 2, True, 1e-4),
+            "task3_96": (lambda: task3(96), (3, 96, 96), 2, True, 1e-4)}
 
 
 def torch_rate(model_name, batch, mode, reps, min_time):
@@ -182,6 +186,9 @@ def main():
             sys.exit("compare_pytorch: no configuration matches --only %s" % args.only)
     print("kiln vs PyTorch %s, %d threads, median of %d rounds" % (torch.__version__, args.threads, args.repetitions))
     kiln = run_kiln(args.kiln_bench, args.threads, args.repetitions, args.min_time)
+    ctx = kiln["context"]
+    print("CPU: %s (%s); OpenBLAS kernel %s (%s)" % (ctx.get("cpu_model", "?"), ctx.get("cpu_isa", "?"),
+                                                     ctx.get("blas_core", "?"), ctx.get("blas_config", "?")))
     peak = kiln["BM_SgemmPeak/2048"]["gflops"]
     rows = []
     for bench_name, model, batch, mode in CONFIGS:
@@ -207,7 +214,8 @@ def main():
 
     if args.json:
         with open(args.json + ".tmp", "w") as f:
-            json.dump({"threads": args.threads, "repetitions": args.repetitions, "torch": torch.__version__,
+            json.dump({"cpu": ctx.get("cpu_model"), "isa": ctx.get("cpu_isa"), "blas_kernel": ctx.get("blas_core"),
+                       "threads": args.threads, "repetitions": args.repetitions, "torch": torch.__version__,
                        "sgemm_peak_gflops": peak, "rows": rows,
                        "peak_rss_mib": {"kiln": kiln_mem, "torch": torch_mem}}, f, indent=2)
         os.replace(args.json + ".tmp", args.json)
