@@ -3,6 +3,8 @@
 // per-(output, channel) loop and serves as the test oracle.
 #include "core/kernels/max_pool2d.h"
 
+#include "core/kernels/same_padding.h"
+
 #include <algorithm>
 #include <climits>
 #include <stdexcept>
@@ -42,10 +44,11 @@ Pool2dShape Pool2dShape::make(int64_t N, int64_t H, int64_t W, int64_t C, int64_
   s.K = K;
   s.stride = stride;
   if (same_padding) {
-    s.Ho = (H + stride - 1) / stride;
-    s.Wo = (W + stride - 1) / stride;
-    s.pad_top = std::max<int64_t>((s.Ho - 1) * stride + K - H, 0) / 2;
-    s.pad_left = std::max<int64_t>((s.Wo - 1) * stride + K - W, 0) / 2;
+    const SamePadding rows = kiln::same_padding(H, K, stride), cols = kiln::same_padding(W, K, stride);
+    s.Ho = rows.out;
+    s.Wo = cols.out;
+    s.pad_top = rows.before;
+    s.pad_left = cols.before;
   } else {
     s.Ho = (H - K) / stride + 1;
     s.Wo = (W - K) / stride + 1;

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/kernels/conv2d/forms.h"
+#include "core/kernels/same_padding.h"
 #include "core/runtime/memory.h"
 
 namespace kiln {
@@ -39,15 +40,10 @@ std::string shape4(int64_t a, int64_t b, int64_t c, int64_t d) {
          std::to_string(d) + "]";
 }
 
-int64_t output_size(int64_t in, int64_t k, int64_t stride, bool same) {
-  return same ? (in + stride - 1) / stride : (in - k) / stride + 1;
-}
-
-// Keras "same": total padding so that the last window ends at or past the last input cell;
-// the odd cell goes after (bottom/right), as in TensorFlow.
-int64_t leading_pad(int64_t in, int64_t k, int64_t stride, int64_t out, bool same) {
-  if (!same) return 0;
-  return std::max<int64_t>((out - 1) * stride + k - in, 0) / 2;
+// Output cells and leading padding along one axis: Keras' "valid" (no padding), or "same"
+// (core/kernels/same_padding.h).
+SamePadding axis_geometry(int64_t in, int64_t k, int64_t stride, bool same) {
+  return same ? kiln::same_padding(in, k, stride) : SamePadding{(in - k) / stride + 1, 0, 0};
 }
 
 // Outputs o whose window [o*stride - pad, o*stride - pad + k) holds input cell i.
@@ -146,10 +142,12 @@ Conv2dShape Conv2dShape::make(int64_t N, int64_t H, int64_t W, int64_t C, int64_
   s.F = F;
   s.stride_h = stride;
   s.stride_w = stride;
-  s.Ho = output_size(H, KH, stride, same_padding);
-  s.Wo = output_size(W, KW, stride, same_padding);
-  s.pad_top = leading_pad(H, KH, stride, s.Ho, same_padding);
-  s.pad_left = leading_pad(W, KW, stride, s.Wo, same_padding);
+  const SamePadding rows = axis_geometry(H, KH, stride, same_padding);
+  const SamePadding cols = axis_geometry(W, KW, stride, same_padding);
+  s.Ho = rows.out;
+  s.Wo = cols.out;
+  s.pad_top = rows.before;
+  s.pad_left = cols.before;
   if (s.rows() > INT_MAX || s.cols() > INT_MAX || N * H * W * C > INT_MAX) {
     throw std::invalid_argument("conv2d: input " + shape4(N, H, W, C) + " with kernel " +
                                 shape4(KH, KW, C, F) + " exceeds the 2^31 element limit of BLAS");

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/autograd.h"
+#include "core/kernels/same_padding.h"
 #include "core/io/file_error.h"
 #include "core/io/write_atomically.h"
 #include "layers/activation.h"
@@ -107,12 +108,12 @@ class Exporter {
     set(node("Transpose", out, {in}, out), "perm", perm);
     return cache_[key] = out;
   }
-  // Same padding as kiln's: (top, left, bottom, right) for a window k, stride s on the NHWC example x.
+  // kiln's padding (core/kernels/same_padding.h) as ONNX pads (top, left, bottom, right) for a
+  // window k, stride s on the NHWC example x.
   static std::vector<int64_t> pads_of(const Tensor& x, int64_t k, int64_t s, Padding p) {
     if (p == Padding::Valid) return {0, 0, 0, 0};
-    auto total = [&](int64_t in) { return std::max<int64_t>(((in + s - 1) / s - 1) * s + k - in, 0); };
-    const int64_t th = total(x.size(1)), tw = total(x.size(2));
-    return {th / 2, tw / 2, th - th / 2, tw - tw / 2};
+    const SamePadding rows = same_padding(x.size(1), k, s), cols = same_padding(x.size(2), k, s);
+    return {rows.before, cols.before, rows.after, cols.after};
   }
   // An activation after a conv or dense layer.
   std::string activation(Activation a, const std::string& in, const std::string& path, bool nchw) {

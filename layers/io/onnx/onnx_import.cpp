@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/autograd.h"
+#include "core/kernels/same_padding.h"
 #include "layers/activation.h"
 #include "layers/add.h"
 #include "layers/avg_pool2d.h"
@@ -74,13 +75,6 @@ int64_t example_numbers(const Shape& s) {
   int64_t n = 1;
   for (size_t i = 1; i < s.size(); ++i) n = s[i] > 0 && n > (int64_t{1} << 62) / s[i] ? int64_t{1} << 62 : n * std::max<int64_t>(s[i], 0);
   return n;
-}
-
-// Same-padding totals as kiln's (and TensorFlow's) "same": output ceil(in / stride), the odd
-// cell at the end.
-int64_t same_total(int64_t in, int64_t k, int64_t s) {
-  const int64_t out = (in + s - 1) / s;
-  return std::max<int64_t>((out - 1) * s + k - in, 0);
 }
 
 struct Pads {
@@ -310,10 +304,9 @@ class Importer {
         fail(n, "attribute pads " + ints_str(p) + ": expected 4 non-negative numbers");
       w.pads = {p[0], p[1], p[2], p[3]};
     } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      const int64_t th = same_total(H, w.k, w.stride), tw = same_total(W, w.k, w.stride);
-      const bool upper = auto_pad == "SAME_UPPER";
-      w.pads = {upper ? th / 2 : th - th / 2, upper ? tw / 2 : tw - tw / 2, upper ? th - th / 2 : th / 2,
-                upper ? tw - tw / 2 : tw / 2};
+      // SAME_UPPER is kiln's rule (the odd cell after); SAME_LOWER puts it before.
+      const Pads same = same_pads(H, W, w.k, w.stride);
+      w.pads = auto_pad == "SAME_UPPER" ? same : Pads{same.bottom, same.right, same.top, same.left};
     } else if (auto_pad != "VALID") {
       fail(n, "attribute auto_pad '" + auto_pad + "' is not one of NOTSET, VALID, SAME_UPPER, SAME_LOWER");
     }
@@ -322,9 +315,10 @@ class Importer {
                   " is smaller than its window " + std::to_string(w.k) + "x" + std::to_string(w.k));
     return w;
   }
+  // kiln's "same" padding (core/kernels/same_padding.h) as ONNX pads.
   static Pads same_pads(int64_t H, int64_t W, int64_t k, int64_t s) {
-    const int64_t th = same_total(H, k, s), tw = same_total(W, k, s);
-    return {th / 2, tw / 2, th - th / 2, tw - tw / 2};
+    const SamePadding rows = same_padding(H, k, s), cols = same_padding(W, k, s);
+    return {rows.before, cols.before, rows.after, cols.after};
   }
   static int64_t out_size(int64_t in, int64_t pad, int64_t k, int64_t s, bool ceil = false) {
     return (in + pad - k + (ceil ? s - 1 : 0)) / s + 1;
@@ -365,7 +359,7 @@ class Importer {
   void op_constant(const onnx::NodeProto& n);
 
   Held dense(const onnx::NodeProto& n, const Held& a, const std::vector<double>& kernel_in_units, int64_t K, int64_t units,
-             const std::vector<double>& bias);
+             const std::vector<double>& bias, bool awaits_bias);
   void flatten_to(const onnx::NodeProto& n, const Held& x);
 
   std::string label_;
@@ -588,7 +582,7 @@ void Importer::op_flatten(const onnx::NodeProto& n) {
 }
 
 Held Importer::dense(const onnx::NodeProto& n, const Held& a, const std::vector<double>& kernel, int64_t K, int64_t units,
-                     const std::vector<double>& bias) {
+                     const std::vector<double>& bias, bool awaits_bias) {
   auto d = std::make_shared<Dense>(DenseOptions{.in_features = K, .units = units, .use_bias = true});
   const std::vector<int64_t> row = feature_order(a);  // kiln's feature f reads ONNX row row[f]
   float* kp = d->kernel().data();
@@ -598,7 +592,7 @@ Held Importer::dense(const onnx::NodeProto& n, const Held& a, const std::vector<
   for (int64_t u = 0; u < units; ++u) d->bias().data()[u] = bias.empty() ? 0.0f : static_cast<float>(bias[static_cast<size_t>(u)]);
   const std::string in = a.flat_shape.empty() ? held_as(a, identity(2)) : a.kiln;
   Held out{add(base_of(n), d, {in}), {a.shape[0], units}, identity(2)};
-  if (bias.empty()) bias_free_dense_[n.output(0)] = d.get();
+  if (awaits_bias) bias_free_dense_[n.output(0)] = d.get();
   return out;
 }
 
@@ -628,8 +622,7 @@ void Importer::op_gemm(const onnx::NodeProto& n) {
     bias.resize(static_cast<size_t>(units));
     for (int64_t u = 0; u < units; ++u) bias[static_cast<size_t>(u)] = beta * c.values[c.numel() == 1 ? 0 : static_cast<size_t>(u)];
   }
-  define(n, dense(n, a, kernel, K, units, bias));
-  if (bias.empty()) bias_free_dense_.erase(n.output(0));  // a Gemm without C is not a MatMul waiting for its bias
+  define(n, dense(n, a, kernel, K, units, bias, /*awaits_bias=*/false));
 }
 
 void Importer::op_matmul(const onnx::NodeProto& n) {
@@ -641,7 +634,8 @@ void Importer::op_matmul(const onnx::NodeProto& n) {
   if (b.shape.size() != 2 || b.shape[0] != a.shape[1])
     fail(n, "input A " + ints_str(a.shape) + " times weights B " + ints_str(b.shape) + ": expected B of shape [" +
                 std::to_string(a.shape[1]) + ", M]");
-  define(n, dense(n, a, b.values, b.shape[0], b.shape[1], {}));
+  // A MatMul's bias, where it has one, comes in the Add after it (op_add).
+  define(n, dense(n, a, b.values, b.shape[0], b.shape[1], {}, /*awaits_bias=*/true));
 }
 
 void Importer::op_add(const onnx::NodeProto& n) {
