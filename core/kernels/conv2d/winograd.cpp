@@ -24,14 +24,20 @@
 #include <cstring>
 
 #include "core/kernels/conv2d/forms.h"
+#include "core/kernels/conv2d/winograd_tiles.h"
 #include "core/runtime/memory.h"
 
 namespace kiln {
 namespace {
 
-constexpr int64_t kTileFloatsBudget = int64_t{1} << 20;  // per thread: V and M of one block, 4 MB
-constexpr int64_t kMaxBlockTiles = 256;
-constexpr int64_t kChannelBlock = 64;
+using winograd::kChannelBlock;
+using winograd::place_of;
+using winograd::TilePlace;
+using winograd::Tiling;
+using winograd::tile_blocks;
+using winograd::Blocks;
+
+constexpr int64_t kSide = 2;  // outputs per tile side
 
 // U[xi][c][f] = (G g G^T)[xi] for the 3x3 kernel g = w[.., .., c, f];
 // G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
@@ -68,26 +74,6 @@ void transform_kernel(int64_t C, int64_t F, const float* __restrict w, float* __
       }
     }
   }
-}
-
-struct Tiling {
-  int64_t rows, cols, per_image, total;  // tiles per output column, per row, per image, in all
-};
-
-// Where tile `tile` sits: its image, its top-left output (oy0, ox0) = 2 * (ty, tx), and
-// whether its second output row / column lies inside the output.
-struct TilePlace {
-  int64_t n, oy0, ox0;
-  bool down, right;
-};
-TilePlace place_of(const Conv2dShape& s, const Tiling& tl, int64_t tile) {
-  TilePlace p{};
-  p.n = tile / tl.per_image;
-  p.oy0 = 2 * ((tile % tl.per_image) / tl.cols);
-  p.ox0 = 2 * (tile % tl.cols);
-  p.down = p.oy0 + 1 < s.Ho;
-  p.right = p.ox0 + 1 < s.Wo;
-  return p;
 }
 
 // V[xi][t][c] = (B^T d B)[xi] for the 4x4 input patch d of tile t (zero outside the image);
@@ -148,7 +134,7 @@ void transform_output(const Conv2dShape& s, const Tiling& tl, const float* __res
   const int64_t plane = tiles * F;
   for (int64_t t = 0; t < tiles; ++t) {
     const TilePlace p = place_of(s, tl, t0 + t);
-    const bool down = p.down, right = p.right;
+    const bool down = p.rows > 1, right = p.cols > 1;
     float* y00 = y + ((p.n * s.Ho + p.oy0) * s.Wo + p.ox0) * F;
     float* y01 = y00 + F;
     float* y10 = y00 + s.Wo * F;
@@ -203,7 +189,7 @@ void transform_output_grad(const Conv2dShape& s, const Tiling& tl, const float* 
   alignas(64) float r[8][kChannelBlock];  // A dy: 4 rows of 2
   for (int64_t t = 0; t < tiles; ++t) {
     const TilePlace p = place_of(s, tl, t0 + t);
-    const bool down = p.down, right = p.right;
+    const bool down = p.rows > 1, right = p.cols > 1;
     const float* d00 = dy + ((p.n * s.Ho + p.oy0) * s.Wo + p.ox0) * F;
     const float* d01 = d00 + F;
     const float* d10 = d00 + s.Wo * F;
@@ -276,69 +262,27 @@ void transform_kernel_grad(int64_t C, int64_t F, const float* __restrict m, floa
   }
 }
 
-// Tile blocks: as large as the per-thread budget allows (floats per tile: `per_tile`), at
-// least one per thread, a multiple of the thread count.
-struct Blocks {
-  int64_t count, size;
-};
-Blocks tile_blocks(int64_t total, int64_t per_tile, int threads) {
-  const int64_t cap = std::clamp<int64_t>(kTileFloatsBudget / per_tile, 16, kMaxBlockTiles);
-  int64_t count = std::max<int64_t>((total + cap - 1) / cap, threads);
-  count = (count + threads - 1) / threads * threads;
-  return {count, (total + count - 1) / count};
-}
-
-Tiling tiling_of(const Conv2dShape& s) {
-  Tiling tl{};
-  tl.rows = (s.Ho + 1) / 2;
-  tl.cols = (s.Wo + 1) / 2;
-  tl.per_image = tl.rows * tl.cols;
-  tl.total = s.N * tl.per_image;
-  return tl;
-}
-
 // y (+)= conv(x, w) + b through Winograd, for a 3x3 stride-1 shape with any padding.
-void winograd(const Conv2dShape& s, const float* x, const float* w, const float* b, bool accumulate,
-              float* y) {
-  const int64_t C = s.C, F = s.F;
-  const Tiling tl = tiling_of(s);
-
-  Workspace u(16 * C * F);
-  transform_kernel(C, F, w, u.data());
-
-  const int threads = omp_get_max_threads();
-  const Blocks bl = tile_blocks(tl.total, 16 * (C + F), threads);
-  const int64_t blocks = bl.count, block = bl.size;
-  const int64_t per_thread = 16 * block * (C + F);
-  Workspace scratch(per_thread * threads);
-  const float* uu = u.data();
-#pragma omp parallel for schedule(static, 1)
-  for (int64_t bi = 0; bi < blocks; ++bi) {
-    const int64_t t0 = bi * block;
-    const int64_t tiles = std::min(block, tl.total - t0);
-    if (tiles <= 0) continue;
-    float* v = scratch.data() + per_thread * omp_get_thread_num();
-    float* m = v + 16 * block * C;
-    transform_input(s, tl, x, t0, tiles, v);
-    for (int64_t xi = 0; xi < 16; ++xi) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(tiles), static_cast<int>(F),
-                  static_cast<int>(C), 1.0f, v + xi * tiles * C, static_cast<int>(C), uu + xi * C * F,
-                  static_cast<int>(F), 0.0f, m + xi * tiles * F, static_cast<int>(F));
-    }
-    transform_output(s, tl, m, t0, tiles, b, accumulate, y);
-  }
+void winograd2(const Conv2dShape& s, const float* x, const float* w, const float* b, bool accumulate,
+               float* y) {
+  const Tiling tl = winograd::tiling_of(s, kSide);
+  Workspace u(16 * s.C * s.F);
+  transform_kernel(s.C, s.F, w, u.data());
+  winograd::forward_blocks(
+      s, tl, 16, u.data(), [&](int64_t t0, int64_t tiles, float* v) { transform_input(s, tl, x, t0, tiles, v); },
+      [&](const float* m, int64_t t0, int64_t tiles) { transform_output(s, tl, m, t0, tiles, b, accumulate, y); });
 }
 
 }  // namespace
 
 void conv2d_forward_winograd(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y) {
-  winograd(s, x, w, b, /*accumulate=*/false, y);
+  winograd2(s, x, w, b, /*accumulate=*/false, y);
 }
 
 void conv2d_backward_weight_winograd(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db) {
   if (db) conv2d_add_bias_grad(s.rows(), s.F, dy, db);
   const int64_t C = s.C, F = s.F;
-  const Tiling tl = tiling_of(s);
+  const Tiling tl = winograd::tiling_of(s, kSide);
   const int threads = omp_get_max_threads();
   const Blocks bl = tile_blocks(tl.total, 16 * (C + F), threads);
   // Per thread: V and Z of one block, and the thread's running sums M (16 x C x F).
@@ -378,7 +322,7 @@ void conv2d_backward_input_winograd(const Conv2dShape& s, const float* dy, const
   const Conv2dShape t = conv2d_transposed_shape(s);
   Workspace rotated(9 * s.C * s.F);
   conv2d_rotate_kernel(s, w, rotated.data());
-  winograd(t, dy, rotated.data(), nullptr, /*accumulate=*/true, dx);
+  winograd2(t, dy, rotated.data(), nullptr, /*accumulate=*/true, dx);
 }
 
 }  // namespace kiln

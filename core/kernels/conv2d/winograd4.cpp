@@ -30,20 +30,20 @@
 // channels); test_kernels.cpp holds this form to its own, measured tolerance.
 //
 // No weight gradient: conv2d_form_applies refuses it, and F(2x2) computes it.
-#include <cblas.h>
-#include <omp.h>
-
 #include <algorithm>
 
 #include "core/kernels/conv2d/forms.h"
+#include "core/kernels/conv2d/winograd_tiles.h"
 #include "core/runtime/memory.h"
 
 namespace kiln {
 namespace {
 
-constexpr int64_t kTileFloatsBudget = int64_t{1} << 20;  // per thread: V and M of one block, 4 MB
-constexpr int64_t kMaxBlockTiles = 256;
-constexpr int64_t kChannelBlock = 64;
+using winograd::kChannelBlock;
+using winograd::place_of;
+using winograd::TilePlace;
+using winograd::Tiling;
+
 constexpr int64_t kOut = 4;            // outputs per tile side
 constexpr int64_t kPatch = 6;          // inputs per tile side: kOut + 3 - 1
 constexpr int64_t kProducts = kPatch * kPatch;  // GEMMs per block
@@ -118,34 +118,6 @@ void transform_kernel(int64_t C, int64_t F, const float* __restrict w, float* __
       }
     }
   }
-}
-
-struct Tiling {
-  int64_t rows, cols, per_image, total;  // tiles per output column, per row, per image, in all
-};
-
-Tiling tiling_of(const Conv2dShape& s) {
-  Tiling tl{};
-  tl.rows = (s.Ho + kOut - 1) / kOut;
-  tl.cols = (s.Wo + kOut - 1) / kOut;
-  tl.per_image = tl.rows * tl.cols;
-  tl.total = s.N * tl.per_image;
-  return tl;
-}
-
-// Where tile `tile` sits: its image, its top-left output (oy0, ox0) = 4 * (ty, tx), and how
-// many of its output rows and columns lie inside the output (4 except in the last tiles).
-struct TilePlace {
-  int64_t n, oy0, ox0, rows, cols;
-};
-TilePlace place_of(const Conv2dShape& s, const Tiling& tl, int64_t tile) {
-  TilePlace p{};
-  p.n = tile / tl.per_image;
-  p.oy0 = kOut * ((tile % tl.per_image) / tl.cols);
-  p.ox0 = kOut * (tile % tl.cols);
-  p.rows = std::min(kOut, s.Ho - p.oy0);
-  p.cols = std::min(kOut, s.Wo - p.ox0);
-  return p;
 }
 
 // V[xi][t][c] = (B^T d B)[xi] for the 6x6 input patch d of tile t (zero outside the image).
@@ -226,48 +198,15 @@ void transform_output(const Conv2dShape& s, const Tiling& tl, const float* __res
   }
 }
 
-// Tile blocks: as large as the per-thread budget allows (floats per tile: `per_tile`), at
-// least one per thread, a multiple of the thread count.
-struct Blocks {
-  int64_t count, size;
-};
-Blocks tile_blocks(int64_t total, int64_t per_tile, int threads) {
-  const int64_t cap = std::clamp<int64_t>(kTileFloatsBudget / per_tile, 16, kMaxBlockTiles);
-  int64_t count = std::max<int64_t>((total + cap - 1) / cap, threads);
-  count = (count + threads - 1) / threads * threads;
-  return {count, (total + count - 1) / count};
-}
-
 // y (+)= conv(x, w) + b through Winograd F(4x4, 3x3), for a 3x3 stride-1 shape with any padding.
 void winograd4(const Conv2dShape& s, const float* x, const float* w, const float* b, bool accumulate,
                float* y) {
-  const int64_t C = s.C, F = s.F;
-  const Tiling tl = tiling_of(s);
-
-  Workspace u(kProducts * C * F);
-  transform_kernel(C, F, w, u.data());
-
-  const int threads = omp_get_max_threads();
-  const Blocks bl = tile_blocks(tl.total, kProducts * (C + F), threads);
-  const int64_t blocks = bl.count, block = bl.size;
-  const int64_t per_thread = kProducts * block * (C + F);
-  Workspace scratch(per_thread * threads);
-  const float* uu = u.data();
-#pragma omp parallel for schedule(static, 1)
-  for (int64_t bi = 0; bi < blocks; ++bi) {
-    const int64_t t0 = bi * block;
-    const int64_t tiles = std::min(block, tl.total - t0);
-    if (tiles <= 0) continue;
-    float* v = scratch.data() + per_thread * omp_get_thread_num();
-    float* m = v + kProducts * block * C;
-    transform_input(s, tl, x, t0, tiles, v);
-    for (int64_t xi = 0; xi < kProducts; ++xi) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(tiles), static_cast<int>(F),
-                  static_cast<int>(C), 1.0f, v + xi * tiles * C, static_cast<int>(C), uu + xi * C * F,
-                  static_cast<int>(F), 0.0f, m + xi * tiles * F, static_cast<int>(F));
-    }
-    transform_output(s, tl, m, t0, tiles, b, accumulate, y);
-  }
+  const Tiling tl = winograd::tiling_of(s, kOut);
+  Workspace u(kProducts * s.C * s.F);
+  transform_kernel(s.C, s.F, w, u.data());
+  winograd::forward_blocks(
+      s, tl, kProducts, u.data(), [&](int64_t t0, int64_t tiles, float* v) { transform_input(s, tl, x, t0, tiles, v); },
+      [&](const float* m, int64_t t0, int64_t tiles) { transform_output(s, tl, m, t0, tiles, b, accumulate, y); });
 }
 
 }  // namespace

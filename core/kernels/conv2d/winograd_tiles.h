@@ -1,0 +1,93 @@
+// Internal to the Winograd forms (winograd.cpp: F(2x2, 3x3); winograd4.cpp: F(4x4, 3x3)): how
+// a layer's output is cut into square tiles, how the tiles are grouped into per-thread blocks,
+// and the block loop both forward passes run. A form supplies its tile side, its number of
+// element-wise products per tile (16 or 36) and its transforms.
+#pragma once
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "core/kernels/conv2d/conv2d.h"
+#include "core/runtime/memory.h"
+
+namespace kiln::winograd {
+
+constexpr int64_t kTileFloatsBudget = int64_t{1} << 20;  // per thread: V and M of one block, 4 MB
+constexpr int64_t kMaxBlockTiles = 256;
+constexpr int64_t kChannelBlock = 64;  // channels / filters a transform step keeps in registers
+
+// side x side output tiles over the Ho x Wo output of every image, the last ones clipped.
+struct Tiling {
+  int64_t side, rows, cols, per_image, total;  // tiles per output column, per row, per image, in all
+};
+inline Tiling tiling_of(const Conv2dShape& s, int64_t side) {
+  Tiling tl{};
+  tl.side = side;
+  tl.rows = (s.Ho + side - 1) / side;
+  tl.cols = (s.Wo + side - 1) / side;
+  tl.per_image = tl.rows * tl.cols;
+  tl.total = s.N * tl.per_image;
+  return tl;
+}
+
+// Where tile `tile` sits: its image, its top-left output (oy0, ox0), and how many of its output
+// rows and columns lie inside the output (side, except in the last tiles).
+struct TilePlace {
+  int64_t n, oy0, ox0, rows, cols;
+};
+inline TilePlace place_of(const Conv2dShape& s, const Tiling& tl, int64_t tile) {
+  TilePlace p{};
+  p.n = tile / tl.per_image;
+  p.oy0 = tl.side * ((tile % tl.per_image) / tl.cols);
+  p.ox0 = tl.side * (tile % tl.cols);
+  p.rows = std::min(tl.side, s.Ho - p.oy0);
+  p.cols = std::min(tl.side, s.Wo - p.ox0);
+  return p;
+}
+
+// Tile blocks: as large as the per-thread budget allows (floats per tile: `per_tile`), at
+// least one per thread, a multiple of the thread count.
+struct Blocks {
+  int64_t count, size;
+};
+inline Blocks tile_blocks(int64_t total, int64_t per_tile, int threads) {
+  const int64_t cap = std::clamp<int64_t>(kTileFloatsBudget / per_tile, 16, kMaxBlockTiles);
+  int64_t count = std::max<int64_t>((total + cap - 1) / cap, threads);
+  count = (count + threads - 1) / threads * threads;
+  return {count, (total + count - 1) / count};
+}
+
+// The forward pass over transformed kernels u ([products][C][F]): each thread takes whole
+// blocks of tiles and runs transform_input(t0, tiles, v) -> V [products][tiles][C], one
+// single-threaded sgemm per product M = V U, and transform_output(m, t0, tiles) on its block, so
+// the block stays in that core's cache. (OpenBLAS' OpenMP build runs an sgemm called inside a
+// parallel region on the calling thread.)
+template <class TransformInput, class TransformOutput>
+void forward_blocks(const Conv2dShape& s, const Tiling& tl, int64_t products, const float* u,
+                    TransformInput transform_input, TransformOutput transform_output) {
+  const int64_t C = s.C, F = s.F;
+  const int threads = omp_get_max_threads();
+  const Blocks bl = tile_blocks(tl.total, products * (C + F), threads);
+  const int64_t per_thread = products * bl.size * (C + F);
+  Workspace scratch(per_thread * threads);
+#pragma omp parallel for schedule(static, 1)
+  for (int64_t bi = 0; bi < bl.count; ++bi) {
+    const int64_t t0 = bi * bl.size;
+    const int64_t tiles = std::min(bl.size, tl.total - t0);
+    if (tiles <= 0) continue;
+    float* v = scratch.data() + per_thread * omp_get_thread_num();
+    float* m = v + products * bl.size * C;
+    transform_input(t0, tiles, v);
+    for (int64_t xi = 0; xi < products; ++xi) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(tiles), static_cast<int>(F),
+                  static_cast<int>(C), 1.0f, v + xi * tiles * C, static_cast<int>(C), u + xi * C * F,
+                  static_cast<int>(F), 0.0f, m + xi * tiles * F, static_cast<int>(F));
+    }
+    transform_output(m, t0, tiles);
+  }
+}
+
+}  // namespace kiln::winograd
