@@ -1,6 +1,7 @@
 #include "core/runtime/memory.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
@@ -20,6 +21,8 @@ constexpr size_t kMinCachedBytes = 64 * 1024;
 // working set larger than the cap (a Task 3 step on 96x96 patches holds about 4 GB), the excess
 // would go back to the OS and every step would fault it in again page by page (a third of such
 // a step's time, measured). Idle blocks up to the peak in use cost no more than that peak.
+// When a returned block does not fit, the sizes used least recently are freed first, so blocks
+// of a finished phase (a training step's, before evaluation) do not crowd out the sizes in use.
 constexpr size_t kMinCacheCap = size_t{2} << 30;
 
 struct Cache {
@@ -27,6 +30,24 @@ struct Cache {
   std::unordered_map<size_t, std::vector<void*>> free_blocks;  // by rounded byte size
   size_t bytes = 0;                  // idle, in free_blocks
   size_t in_use = 0, peak_in_use = 0;  // of blocks large enough to be cached
+  std::unordered_map<size_t, uint64_t> last_used;  // by size: the tick of its last alloc or return
+  uint64_t tick = 0;
+
+  // Frees idle blocks of the sizes used least recently (never of `keep`) until `more` bytes fit
+  // under the cap, or nothing else is left.
+  void make_room(size_t more, size_t keep, size_t cap) {
+    while (bytes + more > cap) {
+      auto victim = free_blocks.end();
+      for (auto it = free_blocks.begin(); it != free_blocks.end(); ++it)
+        if (it->first != keep && !it->second.empty() &&
+            (victim == free_blocks.end() || last_used[it->first] < last_used[victim->first]))
+          victim = it;
+      if (victim == free_blocks.end()) return;
+      for (void* p : victim->second) std::free(p);
+      bytes -= victim->first * victim->second.size();
+      victim->second.clear();
+    }
+  }
 
   ~Cache() {
     for (auto& [size, blocks] : free_blocks)
@@ -49,7 +70,10 @@ void give_back(void* p, size_t bytes) {
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mu);
     c.in_use -= bytes;
-    if (c.bytes + bytes <= std::max(kMinCacheCap, c.peak_in_use)) {
+    c.last_used[bytes] = ++c.tick;
+    const size_t cap = std::max(kMinCacheCap, c.peak_in_use);
+    c.make_room(bytes, bytes, cap);
+    if (c.bytes + bytes <= cap) {
       c.free_blocks[bytes].push_back(p);
       c.bytes += bytes;
       return;
@@ -74,6 +98,7 @@ std::shared_ptr<float> alloc_floats(int64_t n) {
     }
     c.in_use += bytes;
     c.peak_in_use = std::max(c.peak_in_use, c.in_use);
+    c.last_used[bytes] = ++c.tick;
   }
   if (!p) {
     p = std::aligned_alloc(kAlign, bytes);
