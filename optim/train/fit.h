@@ -46,23 +46,23 @@ struct FitOptions {
   // The training loss (train_step.h). Empty: softmax cross-entropy on the model's logits,
   // for a model that ends in softmax or one that outputs logits. Validation (evaluate) reports
   // categorical cross-entropy either way; set `validate` for another figure.
-  LossFunction loss;
+  LossFunction loss{};
   // Called before each epoch (0-based), e.g. for a learning-rate schedule.
-  std::function<void(int64_t epoch, Optimizer& optimizer)> on_epoch_begin;
+  std::function<void(int64_t epoch, Optimizer& optimizer)> on_epoch_begin{};
   // Called after each training step: the 0-based epoch, the 1-based step in it, its figures.
-  std::function<void(int64_t epoch, int64_t step, const StepResult& result)> on_batch_end;
+  std::function<void(int64_t epoch, int64_t step, const StepResult& result)> on_batch_end{};
   // Called after each epoch with its log (validation included), before its checkpoint.
-  std::function<void(const EpochLog& log)> on_epoch_end;
+  std::function<void(const EpochLog& log)> on_epoch_end{};
   // Replaces the default validation (evaluate() on *validation) at validation epochs, e.g. to
   // re-estimate batch-norm statistics first; gets the 1-based epoch just finished. With it set,
   // `validation` may be null.
-  std::function<Evaluation(int64_t epoch)> validate;
+  std::function<Evaluation(int64_t epoch)> validate{};
   // Checkpoints (optim/checkpoint.h). With checkpoint_path set, fit writes the whole training
   // state there after every checkpoint_every-th epoch (0: only the last) and after the last
   // epoch, storing checkpoint_note with it.
-  std::string checkpoint_path;
+  std::string checkpoint_path{};
   int64_t checkpoint_every = 0;
-  std::string checkpoint_note;
+  std::string checkpoint_note{};
   // With resume and an existing checkpoint at checkpoint_path: restore it and continue after
   // its epoch. The result is bit-identical to a run that never stopped (same seed and thread
   // count). A checkpoint of all epochs returns its history without training.
@@ -71,7 +71,7 @@ struct FitOptions {
   // stops training there, e.g. from a SIGTERM handler's flag. With checkpoint_path set, fit
   // first writes a checkpoint of that moment (mid-epoch: resuming skips the batches done
   // and continues bit-identically); then it returns the history with `stopped` set.
-  std::function<bool()> stop_requested;
+  std::function<bool()> stop_requested{};
   // Data-parallel training over several processes (optim/distributed.h); null or a
   // communicator of size 1: this process alone. With several ranks, every rank calls fit with
   // the same data and options; each computes its shard of every global batch of batch_size
@@ -90,7 +90,7 @@ struct FitOptions {
   // epoch: scalars loss, accuracy (auc), learning_rate (the optimizer's), and at validation
   // epochs val_loss, val_accuracy (val_auc) and the image "curves", the training-curves plot
   // of the history so far (optim/report/plot_history.h). A resumed run adds a new file.
-  std::string tensorboard_dir;
+  std::string tensorboard_dir{};
 };
 
 struct EpochLog {
