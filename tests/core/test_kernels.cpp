@@ -456,6 +456,8 @@ INSTANTIATE_TEST_SUITE_P(
     Shapes, MaxPool2dKernels,
     testing::Values(PoolCase{"n2_28x28_c8_k2_s2_valid", 2, 28, 28, 8, 2, 2, false},
                     PoolCase{"n3_14x14_c4_k2_s2_valid", 3, 14, 14, 4, 2, 2, false},
+                    PoolCase{"n2_10x12_c16_k2_s2_valid", 2, 10, 12, 16, 2, 2, false},
+                    PoolCase{"n2_9x9_c64_k2_s2_valid", 2, 9, 9, 64, 2, 2, false},
                     PoolCase{"n2_6x6_c1_k2_s2_same", 2, 6, 6, 1, 2, 2, true},
                     PoolCase{"n2_7x5_c3_k2_s2_valid", 2, 7, 5, 3, 2, 2, false},
                     PoolCase{"n1_7x5_c3_k2_s2_same", 1, 7, 5, 3, 2, 2, true},
@@ -480,16 +482,24 @@ TEST(MaxPool2dShape, FollowsKerasAndRejectsBadSizes) {
 }
 
 TEST(MaxPool2d, FirstMaximumWinsOnTies) {
-  const Pool2dShape s = Pool2dShape::make(1, 4, 4, 2, 2, 2, false);
-  const std::vector<float> x(static_cast<size_t>(4 * 4 * 2), 1.0f);
-  std::vector<float> y(8);
-  std::vector<int32_t> at(8), at_naive(8);
-  max_pool2d_forward(s, x.data(), y.data(), at.data());
-  max_pool2d_forward_naive(s, x.data(), y.data(), at_naive.data());
-  // Output (oy, ox, c) -> top-left cell of its window.
-  const std::vector<int32_t> want = {0, 1, 4, 5, 16, 17, 20, 21};
-  EXPECT_EQ(at, want);
-  EXPECT_EQ(at_naive, want);
+  // Every channel count the 2x2 loop compiles its own copy for (4, 8, 16) and two it does not.
+  for (const int64_t C : {2, 4, 8, 16, 24}) {
+    SCOPED_TRACE("C = " + std::to_string(C));
+    const Pool2dShape s = Pool2dShape::make(1, 4, 4, C, 2, 2, false);
+    const std::vector<float> x(static_cast<size_t>(4 * 4 * C), 1.0f);
+    const size_t out = static_cast<size_t>(4 * C);
+    std::vector<float> y(out);
+    std::vector<int32_t> at(out), at_naive(out), want(out);
+    max_pool2d_forward(s, x.data(), y.data(), at.data());
+    max_pool2d_forward_naive(s, x.data(), y.data(), at_naive.data());
+    // Output (oy, ox, c) -> the top-left cell of its window, (2oy, 2ox, c).
+    for (int64_t oy = 0; oy < 2; ++oy)
+      for (int64_t ox = 0; ox < 2; ++ox)
+        for (int64_t c = 0; c < C; ++c)
+          want[static_cast<size_t>((oy * 2 + ox) * C + c)] = static_cast<int32_t>(((2 * oy) * 4 + 2 * ox) * C + c);
+    EXPECT_EQ(at, want);
+    EXPECT_EQ(at_naive, want);
+  }
 }
 
 TEST(MaxPool2d, PaddedCellsNeverWin) {
