@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -61,15 +62,16 @@ Pool2dShape Pool2dShape::make(int64_t N, int64_t H, int64_t W, int64_t C, int64_
 namespace {
 
 // The common case, 2x2 windows with stride 2 that all lie inside the input: the four cells
-// are read straight from two input rows. The running maximum and its index are chosen with
-// selects, not branches: on real activations which cell wins is a coin toss, and a
-// mispredicted branch per comparison made this loop cost more than the convolution before it
-// (a fifth of a task1 step). With C known at compile time (CT > 0) the channel loop unrolls and
-// the selects run as vector compares and blends.
-template <int64_t CT>
+// are read straight from two input rows. Row-major window order with strict comparisons: the
+// first maximum wins, and a NaN never replaces the running maximum (as in the naive loops).
+// The maximum and its index are chosen with selects, never branches: on real activations which
+// cell wins is a coin toss, and a mispredicted branch per comparison made this loop cost more
+// than the convolution before it (a fifth of a task1 step).
+//
+// Any C: the channel loop, which the compiler vectorises where C is large.
 void max_pool2x2_forward(const Pool2dShape& s, const float* __restrict x, float* __restrict y,
                          int32_t* __restrict argmax) {
-  const int64_t C = CT > 0 ? CT : s.C;
+  const int64_t C = s.C;
   const int64_t row_floats = s.W * C;
 #pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < s.N * s.Ho; ++row) {
@@ -80,8 +82,6 @@ void max_pool2x2_forward(const Pool2dShape& s, const float* __restrict x, float*
     for (int64_t ox = 0; ox < s.Wo; ++ox) {
       const int64_t a = top + 2 * ox * C, b = a + C, c2 = a + row_floats, d = c2 + C;
       for (int64_t c = 0; c < C; ++c) {
-        // Row-major window order with strict comparisons: the first maximum wins (and a NaN
-        // never replaces the running maximum, as in the naive loops).
         float best = x[a + c];
         int32_t at = static_cast<int32_t>(a + c);
         const float vb = x[b + c], vc = x[c2 + c], vd = x[d + c];
@@ -98,15 +98,75 @@ void max_pool2x2_forward(const Pool2dShape& s, const float* __restrict x, float*
   }
 }
 
+// A pixel's CT channels (4, 8 or 16) as one vector: four loads, three compare-and-blend steps.
+// For a few channels the loop above runs scalar, and there the compiler turns its selects back
+// into branches.
+// (GCC 12 drops vector_size on an alias that depends on a template parameter, hence one
+// specialisation per width.)
+template <int CT>
+struct PixelVector;
+template <>
+struct PixelVector<4> {
+  typedef float Floats __attribute__((vector_size(16)));
+  typedef int32_t Ints __attribute__((vector_size(16)));
+};
+template <>
+struct PixelVector<8> {
+  typedef float Floats __attribute__((vector_size(32)));
+  typedef int32_t Ints __attribute__((vector_size(32)));
+};
+template <>
+struct PixelVector<16> {
+  typedef float Floats __attribute__((vector_size(64)));
+  typedef int32_t Ints __attribute__((vector_size(64)));
+};
+
+template <int CT>
+void max_pool2x2_forward_pixels(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) {
+  using Floats = typename PixelVector<CT>::Floats;
+  using Ints = typename PixelVector<CT>::Ints;
+  const auto load = [](const float* p) {
+    Floats v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  };
+  Ints lane{};
+  for (int c = 0; c < CT; ++c) lane[c] = c;
+  const int64_t row_floats = s.W * CT;
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < s.N * s.Ho; ++row) {
+    const int64_t n = row / s.Ho, oy = row % s.Ho;
+    const int64_t top = (n * s.H + 2 * oy) * row_floats;
+    for (int64_t ox = 0; ox < s.Wo; ++ox) {
+      const int64_t a = top + 2 * ox * CT, b = a + CT, c2 = a + row_floats, d = c2 + CT;
+      Floats best = load(x + a);
+      Ints at = lane + static_cast<int32_t>(a);
+      const Floats vb = load(x + b), vc = load(x + c2), vd = load(x + d);
+      Ints wins = vb > best;
+      at = wins ? lane + static_cast<int32_t>(b) : at;
+      best = wins ? vb : best;
+      wins = vc > best;
+      at = wins ? lane + static_cast<int32_t>(c2) : at;
+      best = wins ? vc : best;
+      wins = vd > best;
+      at = wins ? lane + static_cast<int32_t>(d) : at;
+      best = wins ? vd : best;
+      const int64_t o = (row * s.Wo + ox) * CT;
+      std::memcpy(y + o, &best, sizeof best);
+      std::memcpy(argmax + o, &at, sizeof at);
+    }
+  }
+}
+
 }  // namespace
 
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) {
   if (s.K == 2 && s.stride == 2 && s.pad_top == 0 && s.pad_left == 0 && 2 * s.Ho <= s.H && 2 * s.Wo <= s.W) {
     switch (s.C) {
-      case 4: max_pool2x2_forward<4>(s, x, y, argmax); break;
-      case 8: max_pool2x2_forward<8>(s, x, y, argmax); break;
-      case 16: max_pool2x2_forward<16>(s, x, y, argmax); break;
-      default: max_pool2x2_forward<0>(s, x, y, argmax); break;
+      case 4: max_pool2x2_forward_pixels<4>(s, x, y, argmax); break;
+      case 8: max_pool2x2_forward_pixels<8>(s, x, y, argmax); break;
+      case 16: max_pool2x2_forward_pixels<16>(s, x, y, argmax); break;
+      default: max_pool2x2_forward(s, x, y, argmax); break;
     }
     return;
   }
