@@ -93,7 +93,9 @@ void conv2d_sum_by_filter(const float* __restrict dy, int64_t rows, int64_t F, d
     int64_t i = begin;
     for (; i + kLanes <= end; i += kLanes)
       for (int64_t l = 0; l < kLanes; ++l) acc[l] += dy[i + l];
-    for (; i < end; ++i) acc[(i - begin) & (kLanes - 1)] += dy[i];
+    for (; i + 16 <= end; i += 16)  // what is left of the block, 16 at a time, then one by one
+      for (int64_t l = 0; l < 16; ++l) acc[(i - begin) % kLanes + l] += dy[i + l];
+    for (; i < end; ++i) acc[(i - begin) % kLanes] += dy[i];
     // Halve the lanes down to F: lanes l and l + width belong to the same filter.
     for (int64_t width = kLanes / 2; width >= F; width /= 2)
       for (int64_t l = 0; l < width; ++l) acc[l] += acc[l + width];

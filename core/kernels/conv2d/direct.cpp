@@ -171,15 +171,24 @@ class SpreadRows {
   std::vector<int64_t> tags_;
 };
 
-// Eight floats as one vector (GCC/Clang vector extension: AVX on this machine, two SSE
-// registers elsewhere); loaded and stored unaligned.
-using Float8 = float __attribute__((vector_size(32)));
-inline Float8 load8(const float* p) {
-  Float8 v;
+// kLanes floats as one vector (GCC/Clang vector extension), loaded and stored unaligned: 16
+// (one AVX-512 register) where the build targets AVX-512, else 8 (one AVX register, or two SSE
+// ones). Float8 serves what is left of a row after its whole 16-float vectors.
+#ifdef __AVX512F__
+constexpr int kLanes = 16;
+#else
+constexpr int kLanes = 8;
+#endif
+typedef float FloatV __attribute__((vector_size(4 * kLanes)));
+typedef float Float8 __attribute__((vector_size(32)));
+template <typename Vec = FloatV>
+inline Vec loadv(const float* p) {
+  Vec v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store8(float* p, Float8 v) { std::memcpy(p, &v, sizeof v); }
+template <typename Vec>
+inline void storev(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
 // bias_row: the bias tiled along the row like the weights (zeros without bias); null to add
 // the row's sums to what yrow holds (the input gradient run as a convolution).
@@ -187,7 +196,6 @@ void forward_row_spread(const Conv2dShape& s, const float* __restrict x, const f
                         const float* bias_row, int64_t n, int64_t oy, SpreadRows& spread,
                         float* __restrict yrow) {
   const float* start = bias_row ? bias_row : yrow;
-  constexpr int64_t kBlock = 8;
   const int64_t C = s.C, F = s.F;
   const int64_t row_len = s.Wo * F;
   const int64_t cs = spread.channel_stride();
@@ -201,29 +209,36 @@ void forward_row_spread(const Conv2dShape& s, const float* __restrict x, const f
     in_rows[valid] = spread.get(x, n, iy);
     in_ky[valid++] = ky;
   }
-  // V vectors of 8 outputs at a time: V independent sums hide the add latency.
-  auto blocks = [&]<int V>(int64_t i0) {
-    Float8 acc[V];
-    for (int v = 0; v < V; ++v) acc[v] = load8(start + i0 + 8 * v);
+  // V vectors of L outputs at a time: V independent sums hide the add latency.
+  auto blocks = [&]<typename Vec, int V>(int64_t i0) {
+    constexpr int L = sizeof(Vec) / sizeof(float);
+    Vec acc[V];
+    for (int v = 0; v < V; ++v) acc[v] = loadv<Vec>(start + i0 + L * v);
     for (int64_t r = 0; r < valid; ++r)
       for (int64_t kx = 0; kx < s.KW; ++kx)
         for (int64_t c = 0; c < C; ++c) {
           const float* src = in_rows[r] + c * cs + kx * F + i0;
           const float* t = tiled + ((in_ky[r] * s.KW + kx) * C + c) * row_len + i0;
-          for (int v = 0; v < V; ++v) acc[v] += load8(src + 8 * v) * load8(t + 8 * v);
+          for (int v = 0; v < V; ++v) acc[v] += loadv<Vec>(src + L * v) * loadv<Vec>(t + L * v);
         }
-    for (int v = 0; v < V; ++v) store8(yrow + i0 + 8 * v, acc[v]);
+    for (int v = 0; v < V; ++v) storev(yrow + i0 + L * v, acc[v]);
   };
   int64_t i0 = 0;
-  for (; i0 + 4 * kBlock <= row_len; i0 += 4 * kBlock) blocks.template operator()<4>(i0);
+  for (; i0 + 4 * kLanes <= row_len; i0 += 4 * kLanes) blocks.template operator()<FloatV, 4>(i0);
   // The last 1-3 vectors as one call, so their sums are independent too.
-  switch ((row_len - i0) / kBlock) {
-    case 3: blocks.template operator()<3>(i0); break;
-    case 2: blocks.template operator()<2>(i0); break;
-    case 1: blocks.template operator()<1>(i0); break;
+  switch ((row_len - i0) / kLanes) {
+    case 3: blocks.template operator()<FloatV, 3>(i0); break;
+    case 2: blocks.template operator()<FloatV, 2>(i0); break;
+    case 1: blocks.template operator()<FloatV, 1>(i0); break;
     default: break;
   }
-  i0 += (row_len - i0) / kBlock * kBlock;
+  i0 += (row_len - i0) / kLanes * kLanes;
+  // With 16-float vectors, 8 more at once (task1's 14-pixel rows of 4 filters leave 8), then
+  // one by one.
+  if (kLanes > 8 && i0 + 8 <= row_len) {
+    blocks.template operator()<Float8, 1>(i0);
+    i0 += 8;
+  }
   for (int64_t i = i0; i < row_len; ++i) {
     float acc = start[i];
     for (int64_t r = 0; r < valid; ++r)
@@ -236,50 +251,81 @@ void forward_row_spread(const Conv2dShape& s, const float* __restrict x, const f
 
 // Stride-1 weight gradient of one output row over spread input rows: for tap (ky, kx, c),
 // dw[tap, f] = sum over i of spread[c][i + kx*F] * dy[i] for the lanes i = f (mod F) of the
-// row. The products run as full vectors with V = P/8 independent sums; F divides 8, so lane l
-// of every vector belongs to filter l mod F, and the vectors are added and their 8 lanes folded
-// into the F sums once per tap and row. The old form kept one short chain of F-wide sums per tap, which the
+// row. The products run as full vectors with four independent sums; F divides 8 (and so
+// kLanes), so lane l of every vector belongs to filter l mod F. The four sums are added into
+// the tap's vector of lane_sums ([taps][kLanes] floats), which SpreadLaneSums folds into the
+// filters every few rows: folding per tap and row cost more than the row's products on task1's
+// 14- and 28-pixel rows. The old form kept one short chain of F-wide sums per tap, which the
 // add latency bounded at a few floats per cycle.
-template <int P>
 void weight_grad_row_spread(const Conv2dShape& s, const float* x, const float* __restrict dyrow, int64_t n,
-                            int64_t oy, SpreadRows& spread, double* __restrict dw_sum) {
-  constexpr int V = P / 8;
+                            int64_t oy, SpreadRows& spread, float* __restrict lane_sums,
+                            double* __restrict dw_sum) {
+  constexpr int V = 4;
+  constexpr int64_t P = V * kLanes;
   const int64_t C = s.C, F = s.F;
   const int64_t row_len = s.Wo * F;
   const int64_t cs = spread.channel_stride();
   const int64_t full = row_len / P * P;
-  const int64_t rem8 = (row_len - full) / 8;  // whole vectors after the last block, < V
-  const int64_t tail = full + rem8 * 8;
+  const int64_t rem = (row_len - full) / kLanes;  // whole vectors after the last block, < V
+  const int64_t tail = full + rem * kLanes;
   for (int64_t ky = 0; ky < s.KH; ++ky) {
     const int64_t iy = oy - s.pad_top + ky;
     if (iy < 0 || iy >= s.H) continue;
     const float* rows = spread.get(x, n, iy);
     for (int64_t kx = 0; kx < s.KW; ++kx) {
       for (int64_t c = 0; c < C; ++c) {
+        const int64_t tap = (ky * s.KW + kx) * C + c;
         const float* src = rows + c * cs + kx * F;
-        Float8 acc[V];
-        for (int v = 0; v < V; ++v) acc[v] = Float8{};
+        FloatV acc[V];
+        for (int v = 0; v < V; ++v) acc[v] = FloatV{};
         for (int64_t i0 = 0; i0 < full; i0 += P)
-          for (int v = 0; v < V; ++v) acc[v] += load8(src + i0 + 8 * v) * load8(dyrow + i0 + 8 * v);
-        for (int v = 0; v < rem8; ++v) acc[v] += load8(src + full + 8 * v) * load8(dyrow + full + 8 * v);
-        for (int v = 1; v < V; ++v) acc[0] += acc[v];  // F divides 8: lane l is filter l mod F in every vector
-        float lanes[8];
-        store8(lanes, acc[0]);
-        double* out = dw_sum + ((ky * s.KW + kx) * C + c) * F;
-        for (int l = 0; l < 8; ++l) out[l & (F - 1)] += lanes[l];
+          for (int v = 0; v < V; ++v) acc[v] += loadv(src + i0 + kLanes * v) * loadv(dyrow + i0 + kLanes * v);
+        for (int v = 0; v < rem; ++v)
+          acc[v] += loadv(src + full + kLanes * v) * loadv(dyrow + full + kLanes * v);
+        for (int v = 1; v < V; ++v) acc[0] += acc[v];
+        float* mine = lane_sums + tap * kLanes;
+        storev(mine, loadv(mine) + acc[0]);
+        double* out = dw_sum + tap * F;
         for (int64_t i = tail; i < row_len; ++i) out[i & (F - 1)] += src[i] * dyrow[i];
       }
     }
   }
 }
 
-// The vector width of weight_grad_row_spread's sums (32: four independent vectors), or 0 where
-// the row form is kept: with 16+ filters its F-wide sums are already several independent
-// vectors, and the spread form's fold costs more than it saves. F must divide 8 (1, 2, 4 or 8 filters),
-// so every vector of the row starts at filter 0.
-int spread_weight_grad_lanes(const Conv2dShape& s) {
-  if (s.stride_h != 1 || s.stride_w != 1 || s.KH > kMaxSpreadKernelRows) return 0;
-  return 8 % s.F == 0 ? 32 : 0;
+// A thread's lane sums for weight_grad_row_spread, added into its double sums (halving the
+// lanes down to F: lanes l and l + width hold the same filter) every kRows rows and at the end.
+class SpreadLaneSums {
+ public:
+  static constexpr int kRows = 16;
+  SpreadLaneSums(int64_t taps, int64_t F) : taps_(taps), F_(F), sums_(static_cast<size_t>(taps * kLanes), 0.0f) {}
+  float* data() { return sums_.data(); }
+  // Call after each row; folds every kRows rows.
+  void row_done(double* dw_sum) {
+    if (++rows_ == kRows) fold(dw_sum);
+  }
+  void fold(double* dw_sum) {
+    for (int64_t tap = 0; tap < taps_; ++tap) {
+      float* lanes = sums_.data() + tap * kLanes;
+      for (int width = kLanes / 2; width >= F_; width /= 2)
+        for (int l = 0; l < width; ++l) lanes[l] += lanes[l + width];
+      for (int64_t f = 0; f < F_; ++f) dw_sum[tap * F_ + f] += lanes[f];
+      std::fill(lanes, lanes + kLanes, 0.0f);
+    }
+    rows_ = 0;
+  }
+
+ private:
+  int64_t taps_, F_;
+  std::vector<float> sums_;
+  int rows_ = 0;
+};
+
+// Whether weight_grad_row_spread serves this shape, else the row form is kept: with 16+ filters
+// its F-wide sums are already several independent vectors, and the spread form's fold costs
+// more than it saves. F must divide 8 (1, 2, 4 or 8 filters), so every vector of the row
+// starts at filter 0.
+bool spread_weight_grad_applies(const Conv2dShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 && s.KH <= kMaxSpreadKernelRows && 8 % s.F == 0;
 }
 
 bool spread_forward_applies(const Conv2dShape& s) {
@@ -322,20 +368,29 @@ void weight_grad_all(const Conv2dShape& s, const float* x, const float* dy, floa
   // never write the same cache line.
   const size_t stride = static_cast<size_t>(((taps + 1) * F + 7) / 8 * 8 + 8);
   std::vector<double> sums(static_cast<size_t>(threads) * stride, 0.0);
-  const int lanes = spread_weight_grad_lanes(s);
+  const bool by_spread = spread_weight_grad_applies(s);
 #pragma omp parallel
   {
     double* mine = sums.data() + static_cast<size_t>(omp_get_thread_num()) * stride;
     double* bias = mine + taps * F;
     std::optional<SpreadRows> spread;
-    if (lanes > 0) spread.emplace(s);
+    std::optional<SpreadLaneSums> lane_sums;
+    if (by_spread) {
+      spread.emplace(s);
+      lane_sums.emplace(taps, F);
+    }
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < rows; ++t) {
       const float* dyrow = dy + t * s.Wo * F;
-      if (lanes == 32) weight_grad_row_spread<32>(s, x, dyrow, t / s.Ho, t % s.Ho, *spread, mine);
-      else weight_grad_row<FT>(s, x, dyrow, t / s.Ho, t % s.Ho, mine);
+      if (by_spread) {
+        weight_grad_row_spread(s, x, dyrow, t / s.Ho, t % s.Ho, *spread, lane_sums->data(), mine);
+        lane_sums->row_done(mine);
+      } else {
+        weight_grad_row<FT>(s, x, dyrow, t / s.Ho, t % s.Ho, mine);
+      }
       if (db) conv2d_sum_by_filter(dyrow, s.Wo, F, bias);
     }
+    if (lane_sums) lane_sums->fold(mine);
   }
   for (int64_t i = 0; i < taps * F; ++i) {
     double total = 0.0;
