@@ -29,6 +29,11 @@ class BatchNorm2d : public Module {
     return batch_norm(x, *gamma_, *beta_, *moving_mean_, *moving_var_, is_training(), o_.momentum,
                       o_.epsilon, sync_);
   }
+  // relu(forward(x)) in one op: Sequential calls it for a BatchNormalization followed by a ReLU.
+  Tensor forward_relu(const Tensor& x) {
+    return batch_norm_relu(x, *gamma_, *beta_, *moving_mean_, *moving_var_, is_training(), o_.momentum,
+                           o_.epsilon, sync_);
+  }
   // Synchronised batch norm: training batches take their statistics over the rows of every
   // process (reduce sums them); an empty function turns it off. fit() sets it for the
   // training steps of FitOptions::sync_batch_norm.

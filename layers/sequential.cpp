@@ -5,6 +5,8 @@
 #include <sstream>
 
 #include "core/autograd.h"
+#include "layers/activation.h"
+#include "layers/batch_norm2d.h"
 #include "layers/graph.h"
 
 namespace kiln {
@@ -37,16 +39,42 @@ Sequential& Sequential::add(std::shared_ptr<Module> module, const std::string& n
   return *this;
 }
 
+namespace {
+
+// The batch norm of a BatchNormalization directly followed by a ReLU layer, which then run as
+// one op (batch_norm_relu); null for any other pair.
+BatchNorm2d* fuses_with_relu(const std::vector<std::shared_ptr<Module>>& layers, size_t i) {
+  if (i + 1 >= layers.size()) return nullptr;
+  const auto* act = dynamic_cast<const ActivationLayer*>(layers[i + 1].get());
+  if (act == nullptr || act->activation() != Activation::ReLU) return nullptr;
+  return dynamic_cast<BatchNorm2d*>(layers[i].get());
+}
+
+}  // namespace
+
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (auto& layer : layers_) h = layer->forward(h);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (BatchNorm2d* bn = fuses_with_relu(layers_, i)) {
+      h = bn->forward_relu(h);
+      ++i;
+    } else {
+      h = layers_[i]->forward(h);
+    }
+  }
   return h;
 }
 
 Tensor Sequential::forward_logits(const Tensor& x) {
   Tensor h = x;
-  for (size_t i = 0; i < layers_.size(); ++i)
-    h = i + 1 == layers_.size() ? layers_[i]->forward_logits(h) : layers_[i]->forward(h);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (BatchNorm2d* bn = fuses_with_relu(layers_, i)) {
+      h = bn->forward_relu(h);  // a ReLU layer's forward_logits is its forward
+      ++i;
+    } else {
+      h = i + 1 == layers_.size() ? layers_[i]->forward_logits(h) : layers_[i]->forward(h);
+    }
+  }
   return h;
 }
 

@@ -6,6 +6,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <cmath>
 #include <cstddef>
 #include <vector>
@@ -32,15 +35,82 @@ std::vector<double> channel_sums(int64_t M, int64_t C, RowTerms row_terms) {
   return sums;
 }
 
-// y = (x - mean[c]) * scale[c] + beta[c], the form both forwards reduce to. Subtracting the
-// mean first, rather than folding it into a shift, avoids cancellation when |mean| >> std.
+// y = (x - mean[c]) * scale[c] + beta[c], the form both forwards reduce to, and with relu
+// max(0, y). Subtracting the mean first, rather than folding it into a shift, avoids
+// cancellation when |mean| >> std.
+template <bool Relu>
 void normalise(int64_t M, int64_t C, const float* x, const float* mean, const float* scale,
                const float* beta, float* y) {
 #pragma omp parallel for schedule(static)
   for (int64_t m = 0; m < M; ++m) {
     const float* xr = x + m * C;
     float* yr = y + m * C;
-    for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - mean[c]) * scale[c] + beta[c];
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = (xr[c] - mean[c]) * scale[c] + beta[c];
+      yr[c] = Relu ? std::max(v, 0.0f) : v;
+    }
+  }
+}
+
+void normalise(int64_t M, int64_t C, const float* x, const float* mean, const float* scale,
+               const float* beta, bool relu, float* y) {
+  if (relu) normalise<true>(M, C, x, mean, scale, beta, y);
+  else normalise<false>(M, C, x, mean, scale, beta, y);
+}
+
+// The backward with the batch norm's output gradient dy itself (Masked false), or with the
+// gradient dz of a ReLU after it and that ReLU's output z: dy = z > 0 ? dz : 0, a select that
+// vectorises (as in core/ops/elementwise.cpp's relu).
+template <bool Masked>
+void backward_train(int64_t M, int64_t C, const float* x, const float* gamma, const float* mean,
+                    const float* inv_std, const float* dy, const float* z, float* dx, float* dgamma,
+                    float* dbeta, const BatchStatsReduce* reduce, int64_t rows) {
+  // The mask as bits (dy AND all-ones where z > 0): written as a select, GCC made it a branch
+  // per element in the sums (a load inside the select may not be hoisted, and adding a select's
+  // 0 it turns into skipping the add), half mispredicted, and a task2 step took 78 ms, not 50.
+  const auto grad = [&](int64_t i) {
+    const float d = dy[i];
+    if constexpr (Masked) {
+      const uint32_t keep = 0u - static_cast<uint32_t>(z[i] > 0.0f);
+      return std::bit_cast<float>(std::bit_cast<uint32_t>(d) & keep);
+    }
+    return d;
+  };
+  // sums[0..C) = sum dy, sums[C..2C) = sum dy * xhat.
+  std::vector<double> sums = channel_sums<2>(M, C, [&](int64_t m, double* acc) {
+    const float* xr = x + m * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const float xhat = (xr[c] - mean[c]) * inv_std[c];
+      const float d = grad(m * C + c);
+      acc[c] += d;
+      acc[C + c] += static_cast<double>(d) * xhat;
+    }
+  });
+  if (dbeta)
+    for (int64_t c = 0; c < C; ++c) dbeta[c] += static_cast<float>(sums[c]);
+  if (dgamma)
+    for (int64_t c = 0; c < C; ++c) dgamma[c] += static_cast<float>(sums[C + c]);
+  if (!dx) return;
+  if (reduce) (*reduce)(sums.data(), 2 * C);
+  const double n = reduce ? static_cast<double>(rows) : static_cast<double>(M);
+  // dx = gamma*inv_std * (dy - mean(dy) - xhat * mean(dy*xhat)), folded into per-channel
+  // coefficients: dx += k[c] * dy + a[c] * (x - mean[c]) + b[c]. (x - mean) is kept rather
+  // than expanding a*x - a*mean, which would cancel when |mean| >> std.
+  std::vector<float> k(static_cast<size_t>(C)), a(static_cast<size_t>(C)), b(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    const double g = static_cast<double>(gamma[c]) * inv_std[c];
+    k[c] = static_cast<float>(g);
+    a[c] = static_cast<float>(-g * (sums[C + c] / n) * inv_std[c]);
+    b[c] = static_cast<float>(-g * (sums[c] / n));
+  }
+  const float* kp = k.data();
+  const float* ap = a.data();
+  const float* bp = b.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x + m * C;
+    float* dxr = dx + m * C;
+    for (int64_t c = 0; c < C; ++c) dxr[c] += kp[c] * grad(m * C + c) + ap[c] * (xr[c] - mean[c]) + bp[c];
   }
 }
 
@@ -48,7 +118,7 @@ void normalise(int64_t M, int64_t C, const float* x, const float* mean, const fl
 
 int64_t batch_norm_forward_train(int64_t M, int64_t C, const float* x, const float* gamma,
                                  const float* beta, float eps, float* y, float* mean, float* var,
-                                 float* inv_std, const BatchStatsReduce* reduce) {
+                                 float* inv_std, const BatchStatsReduce* reduce, bool relu) {
   // Two passes (mean, then squared deviations) rather than E[x^2] - E[x]^2, which cancels
   // badly when |mean| >> std.
   std::vector<double> sum = channel_sums<1>(M, C, [&](int64_t m, double* acc) {
@@ -78,60 +148,27 @@ int64_t batch_norm_forward_train(int64_t M, int64_t C, const float* x, const flo
     inv_std[c] = static_cast<float>(istd);
     scale[c] = static_cast<float>(gamma[c] * istd);
   }
-  normalise(M, C, x, mean, scale.data(), beta, y);
+  normalise(M, C, x, mean, scale.data(), beta, relu, y);
   return static_cast<int64_t>(rows);
 }
 
 void batch_norm_forward_eval(int64_t M, int64_t C, const float* x, const float* gamma,
                              const float* beta, const float* mean, const float* var, float eps,
-                             float* y) {
+                             float* y, bool relu) {
   std::vector<float> scale(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c)
     scale[c] = static_cast<float>(gamma[c] / std::sqrt(static_cast<double>(var[c]) + eps));
-  normalise(M, C, x, mean, scale.data(), beta, y);
+  normalise(M, C, x, mean, scale.data(), beta, relu, y);
 }
 
 void batch_norm_backward_train(int64_t M, int64_t C, const float* x, const float* gamma,
                                const float* mean, const float* inv_std, const float* dy,
                                float* dx, float* dgamma, float* dbeta,
-                               const BatchStatsReduce* reduce, int64_t rows) {
-  // sums[0..C) = sum dy, sums[C..2C) = sum dy * xhat.
-  std::vector<double> sums = channel_sums<2>(M, C, [&](int64_t m, double* acc) {
-    const float* xr = x + m * C;
-    const float* dyr = dy + m * C;
-    for (int64_t c = 0; c < C; ++c) {
-      const float xhat = (xr[c] - mean[c]) * inv_std[c];
-      acc[c] += dyr[c];
-      acc[C + c] += static_cast<double>(dyr[c]) * xhat;
-    }
-  });
-  if (dbeta)
-    for (int64_t c = 0; c < C; ++c) dbeta[c] += static_cast<float>(sums[c]);
-  if (dgamma)
-    for (int64_t c = 0; c < C; ++c) dgamma[c] += static_cast<float>(sums[C + c]);
-  if (!dx) return;
-  if (reduce) (*reduce)(sums.data(), 2 * C);
-  const double n = reduce ? static_cast<double>(rows) : static_cast<double>(M);
-  // dx = gamma*inv_std * (dy - mean(dy) - xhat * mean(dy*xhat)), folded into per-channel
-  // coefficients: dx += k[c] * dy + a[c] * (x - mean[c]) + b[c]. (x - mean) is kept rather
-  // than expanding a*x - a*mean, which would cancel when |mean| >> std.
-  std::vector<float> k(static_cast<size_t>(C)), a(static_cast<size_t>(C)), b(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c) {
-    const double g = static_cast<double>(gamma[c]) * inv_std[c];
-    k[c] = static_cast<float>(g);
-    a[c] = static_cast<float>(-g * (sums[C + c] / n) * inv_std[c]);
-    b[c] = static_cast<float>(-g * (sums[c] / n));
-  }
-  const float* kp = k.data();
-  const float* ap = a.data();
-  const float* bp = b.data();
-#pragma omp parallel for schedule(static)
-  for (int64_t m = 0; m < M; ++m) {
-    const float* xr = x + m * C;
-    const float* dyr = dy + m * C;
-    float* dxr = dx + m * C;
-    for (int64_t c = 0; c < C; ++c) dxr[c] += kp[c] * dyr[c] + ap[c] * (xr[c] - mean[c]) + bp[c];
-  }
+                               const BatchStatsReduce* reduce, int64_t rows, const float* relu_out) {
+  if (relu_out)
+    backward_train<true>(M, C, x, gamma, mean, inv_std, dy, relu_out, dx, dgamma, dbeta, reduce, rows);
+  else
+    backward_train<false>(M, C, x, gamma, mean, inv_std, dy, nullptr, dx, dgamma, dbeta, reduce, rows);
 }
 
 void batch_norm_forward_train_naive(int64_t M, int64_t C, const float* x, const float* gamma,

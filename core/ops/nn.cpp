@@ -69,56 +69,63 @@ Tensor max_pool2d(const Tensor& x, int kernel, int stride, Padding padding) {
   return out;
 }
 
-Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                  Tensor& running_var, bool training, float momentum, float eps,
-                  const BatchStatsReduce& sync) {
-  check_arg(x.dim() >= 1, "batch_norm", "input " + shape_str(x.shape()) + " has no channel axis");
+namespace {
+
+// batch_norm, and with relu batch_norm_relu: the kernels apply the ReLU in their own passes,
+// and the backward masks the incoming gradient with the saved output z (z > 0).
+Tensor batch_norm_op(const char* op, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                     Tensor& running_mean, Tensor& running_var, bool training, float momentum,
+                     float eps, const BatchStatsReduce& sync, bool relu) {
+  check_arg(x.dim() >= 1, op, "input " + shape_str(x.shape()) + " has no channel axis");
   const int64_t C = x.size(-1);
   const int64_t M = C ? x.numel() / C : 0;
   for (const Tensor* p : {&gamma, &beta, static_cast<const Tensor*>(&running_mean),
                           static_cast<const Tensor*>(&running_var)})
-    check_arg(p->defined() && p->dim() == 1 && p->size(0) == C, "batch_norm",
+    check_arg(p->defined() && p->dim() == 1 && p->size(0) == C, op,
               "input " + shape_str(x.shape()) + " has " + std::to_string(C) +
                   " channels but a parameter or statistic has shape " +
                   (p->defined() ? shape_str(p->shape()) : std::string("undefined")));
   Tensor out = Tensor::empty(x.shape());
+  // The ReLU's output, for the backward's mask (detached: the closure must not hold out).
+  const Tensor z = relu ? out.detach() : Tensor();
 
   if (training) {
     // Synchronised, every process's rows count (one row here is enough; fit checks that
     // each process has rows).
-    check_arg(M > 1 || (sync && M > 0), "batch_norm",
+    check_arg(M > 1 || (sync && M > 0), op,
               "training needs more than one value per channel, got input " + shape_str(x.shape()));
     auto mean = std::make_shared<std::vector<float>>(C);
     auto inv_std = std::make_shared<std::vector<float>>(C);
     std::vector<float> var(C);
     const BatchStatsReduce* reduce = sync ? &sync : nullptr;
     const int64_t rows = batch_norm_forward_train(M, C, x.data(), gamma.data(), beta.data(), eps, out.data(),
-                                                  mean->data(), var.data(), inv_std->data(), reduce);
+                                                  mean->data(), var.data(), inv_std->data(), reduce, relu);
     float* rm = running_mean.data();
     float* rv = running_var.data();
     for (int64_t c = 0; c < C; ++c) {
       rm[c] = momentum * rm[c] + (1.0f - momentum) * (*mean)[c];
       rv[c] = momentum * rv[c] + (1.0f - momentum) * var[c];
     }
-    record(out, "batch_norm", {x, gamma, beta}, [x, gamma, beta, mean, inv_std, M, C, sync, rows](const Tensor& g) {
+    record(out, op, {x, gamma, beta}, [x, gamma, beta, z, mean, inv_std, M, C, sync, rows](const Tensor& g) {
       batch_norm_backward_train(M, C, x.data(), gamma.data(), mean->data(), inv_std->data(),
                                 g.data(), x.requires_grad() ? x.grad_data() : nullptr,
                                 gamma.requires_grad() ? gamma.grad_data() : nullptr,
                                 beta.requires_grad() ? beta.grad_data() : nullptr,
-                                sync ? &sync : nullptr, rows);
+                                sync ? &sync : nullptr, rows, z.defined() ? z.data() : nullptr);
     });
     return out;
   }
 
   batch_norm_forward_eval(M, C, x.data(), gamma.data(), beta.data(), running_mean.data(),
-                          running_var.data(), eps, out.data());
+                          running_var.data(), eps, out.data(), relu);
   if (needs_graph({&x, &gamma, &beta})) {
     // With fixed statistics the op is affine per channel: y = gamma * xhat + beta.
     auto mean = std::make_shared<std::vector<float>>(running_mean.data(), running_mean.data() + C);
     auto inv_std = std::make_shared<std::vector<float>>(C);
     for (int64_t c = 0; c < C; ++c) (*inv_std)[c] = 1.0f / std::sqrt(running_var.data()[c] + eps);
-    record(out, "batch_norm", {x, gamma, beta}, [x, gamma, beta, mean, inv_std, M, C](const Tensor& g) {
+    record(out, op, {x, gamma, beta}, [x, gamma, beta, z, mean, inv_std, M, C](const Tensor& g) {
       const float* dy = g.data();
+      const float* pz = z.defined() ? z.data() : nullptr;
       const float* px = x.data();
       const float* pg = gamma.data();
       float* dx = x.requires_grad() ? x.grad_data() : nullptr;
@@ -126,7 +133,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
       float* dbeta = beta.requires_grad() ? beta.grad_data() : nullptr;
       for (int64_t m = 0; m < M; ++m)
         for (int64_t c = 0; c < C; ++c) {
-          const float d = dy[m * C + c];
+          const float d = pz && !(pz[m * C + c] > 0.0f) ? 0.0f : dy[m * C + c];
           if (dx) dx[m * C + c] += d * pg[c] * (*inv_std)[c];
           if (dgamma) dgamma[c] += d * (px[m * C + c] - (*mean)[c]) * (*inv_std)[c];
           if (dbeta) dbeta[c] += d;
@@ -134,6 +141,22 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
     });
   }
   return out;
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                  Tensor& running_var, bool training, float momentum, float eps,
+                  const BatchStatsReduce& sync) {
+  return batch_norm_op("batch_norm", x, gamma, beta, running_mean, running_var, training, momentum, eps, sync,
+                       /*relu=*/false);
+}
+
+Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                       Tensor& running_var, bool training, float momentum, float eps,
+                       const BatchStatsReduce& sync) {
+  return batch_norm_op("batch_norm_relu", x, gamma, beta, running_mean, running_var, training, momentum, eps,
+                       sync, /*relu=*/true);
 }
 
 Tensor dropout(const Tensor& x, float rate, bool training, uint64_t seed) {

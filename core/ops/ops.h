@@ -83,6 +83,12 @@ Tensor max_pool2d(const Tensor& x, int kernel = 2, int stride = 2, Padding paddi
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                   Tensor& running_mean, Tensor& running_var, bool training,
                   float momentum = 0.99f, float eps = 1e-3f, const BatchStatsReduce& sync = {});
+// relu(batch_norm(...)) as one op, the tail of every conv -> batch norm -> ReLU block: one pass
+// over the activations forward and none for the ReLU backward, and the batch norm's own output
+// is never stored. Same results as the two ops (Sequential fuses such pairs by itself).
+Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                       Tensor& running_mean, Tensor& running_var, bool training,
+                       float momentum = 0.99f, float eps = 1e-3f, const BatchStatsReduce& sync = {});
 
 // Inverted dropout: in training each element is zeroed with probability `rate` and the
 // rest scaled by 1/(1-rate); the mask depends only on (seed, element index). Identity when

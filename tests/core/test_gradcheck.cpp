@@ -362,6 +362,17 @@ std::vector<GradCase> norm_and_dropout_cases() {
   cases.push_back({"batch_norm_eval_nc", {{5, 4}, {4}, {4}}, bn_eval,
                    {Init::Normal, Init::Positive, Init::Normal}});
 
+  // batch_norm_relu in inference (an affine map, then the ReLU's mask). In training a step of x
+  // moves the batch statistics and with them outputs near the kink across it, which a finite
+  // difference cannot follow; test_layers holds the training-mode op to batch_norm then relu.
+  auto bn_relu_eval = [](const std::vector<Tensor>& in) {
+    const int64_t C = in[0].size(-1);
+    Tensor rm = Tensor::uniform({C}, -0.5f, 0.5f, 11), rv = Tensor::uniform({C}, 0.5f, 2.0f, 12);
+    return batch_norm_relu(in[0], in[1], in[2], rm, rv, /*training=*/false);
+  };
+  cases.push_back({"batch_norm_relu_eval_nhwc", {{2, 3, 3, 3}, {3}, {3}}, bn_relu_eval,
+                   {Init::Normal, Init::Positive, Init::Normal}});
+
   // The mask depends only on (seed, index), so every forward pass drops the same elements.
   cases.push_back({"dropout_train", {{6, 7}},
                    [](const auto& in) { return dropout(in[0], 0.3f, true, 1234); }});

@@ -615,6 +615,46 @@ TEST_P(BatchNormKernels, TrainBackwardMatchesNaiveAndAccumulates) {
   EXPECT_LE(relative_error(dg_only, dg_n), kTolerance);
 }
 
+TEST_P(BatchNormKernels, WithReluMatchesBatchNormThenRelu) {
+  // Forward: max(0, y) of the plain kernels, in training and in inference.
+  std::vector<float> y(x.size()), mean(C), var(C), inv_std(C);
+  batch_norm_forward_train(M, C, x.data(), gamma.data(), beta.data(), eps, y.data(), mean.data(),
+                           var.data(), inv_std.data());
+  std::vector<float> z(x.size(), std::numeric_limits<float>::quiet_NaN()), mean_z(C), var_z(C), inv_std_z(C);
+  batch_norm_forward_train(M, C, x.data(), gamma.data(), beta.data(), eps, z.data(), mean_z.data(),
+                           var_z.data(), inv_std_z.data(), nullptr, /*relu=*/true);
+  std::vector<float> want_z(x.size());
+  int64_t positive = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    want_z[i] = std::max(y[i], 0.0f);
+    positive += y[i] > 0.0f;
+  }
+  ASSERT_GT(positive, 0);
+  ASSERT_LT(positive, M * C);  // both sides of the ReLU are exercised
+  EXPECT_EQ(z, want_z);
+  EXPECT_EQ(mean_z, mean);
+  EXPECT_EQ(inv_std_z, inv_std);
+  std::vector<float> y_eval(x.size()), z_eval(x.size());
+  batch_norm_forward_eval(M, C, x.data(), gamma.data(), beta.data(), mean.data(), var.data(), eps, y_eval.data());
+  batch_norm_forward_eval(M, C, x.data(), gamma.data(), beta.data(), mean.data(), var.data(), eps, z_eval.data(),
+                          /*relu=*/true);
+  for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(z_eval[i], std::max(y_eval[i], 0.0f)) << i;
+
+  // Backward: dy masked by the ReLU, then the plain backward (naive), accumulating.
+  std::vector<float> masked(dy.size());
+  for (size_t i = 0; i < dy.size(); ++i) masked[i] = z[i] > 0.0f ? dy[i] : 0.0f;
+  std::vector<float> dx_n(x.size(), 0.0f), dg_n(C, 0.0f), db_n(C, 0.0f);
+  batch_norm_backward_train_naive(M, C, x.data(), gamma.data(), mean.data(), inv_std.data(), masked.data(),
+                                  dx_n.data(), dg_n.data(), db_n.data());
+  const std::vector<float> start_dx = random_floats(M * C, 50);
+  std::vector<float> dx = start_dx, dg(C, 0.0f), db(C, 0.0f);
+  batch_norm_backward_train(M, C, x.data(), gamma.data(), mean.data(), inv_std.data(), dy.data(), dx.data(),
+                            dg.data(), db.data(), nullptr, 0, /*relu_out=*/z.data());
+  EXPECT_LE(relative_error(minus(dx, start_dx), dx_n), kTolerance);
+  EXPECT_LE(relative_error(dg, dg_n), kTolerance);
+  EXPECT_LE(relative_error(db, db_n), kTolerance);
+}
+
 TEST_P(BatchNormKernels, InputGradientSumsToZeroPerChannel) {
   // With batch statistics, shifting every x of a channel changes nothing, so sum_m dx = 0.
   std::vector<float> y(x.size()), mean(C), var(C), inv_std(C);

@@ -5,10 +5,12 @@
 #include <cmath>
 
 #include "core/autograd.h"
+#include "layers/activation.h"
 #include "layers/batch_norm2d.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
 #include "layers/dropout.h"
+#include "layers/sequential.h"
 #include "layers/zoo/lab_models.h"
 
 namespace kiln {
@@ -121,6 +123,56 @@ TEST(Module, BatchNormUsesBatchStatsInTrainingAndMovingStatsInEval) {
   Tensor z = bn(x);
   EXPECT_NEAR(z.at({0, 0}), (1 - 0.04f) / std::sqrt(1.04f + 1e-3f), 1e-5);
   EXPECT_NEAR(bn.moving_mean().at({0}), 0.04f, 1e-6);  // unchanged in eval
+}
+
+// Sequential runs a BatchNormalization followed by a ReLU as one op (batch_norm_relu): the
+// outputs, the gradients of x, gamma and beta and the moving statistics must be those of the
+// two layers run apart, in training and in inference.
+TEST(Module, SequentialFusesBatchNormAndReluWithTheSameResults) {
+  const int64_t C = 3;
+  const Tensor x0 = Tensor::uniform({2, 4, 5, C}, -2.0f, 2.0f, 21);
+  const Tensor dout = Tensor::uniform({2, 4, 5, C}, -1.0f, 1.0f, 22);
+  auto make = [&] {
+    auto bn = std::make_shared<BatchNorm2d>(BatchNormOptions{.channels = C});
+    const std::vector<float> gamma = Tensor::uniform({C}, 0.5f, 1.5f, 23).to_vector();
+    const std::vector<float> beta = Tensor::uniform({C}, -0.5f, 0.5f, 24).to_vector();
+    std::copy(gamma.begin(), gamma.end(), bn->gamma().data());
+    std::copy(beta.begin(), beta.end(), bn->beta().data());
+    return bn;
+  };
+  for (const bool training : {true, false}) {
+    SCOPED_TRACE(training ? "training" : "inference");
+    auto fused_bn = make(), apart_bn = make();
+    Sequential fused;
+    fused.add(fused_bn).add(ReLU());
+    if (!training) {
+      fused.eval();
+      apart_bn->eval();
+    }
+    Tensor xa = x0.clone().set_requires_grad(), xb = x0.clone().set_requires_grad();
+    Tensor ya = fused(xa);
+    Tensor yb = relu((*apart_bn)(xb));
+    const std::vector<float> va = ya.to_vector(), vb = yb.to_vector();
+    ASSERT_EQ(va.size(), vb.size());
+    int64_t zeros = 0;
+    for (size_t i = 0; i < va.size(); ++i) {
+      EXPECT_NEAR(va[i], vb[i], 1e-6f) << i;
+      zeros += vb[i] == 0.0f;
+    }
+    EXPECT_GT(zeros, 0);  // the ReLU cuts somewhere, so its mask is exercised
+    sum(mul(ya, dout)).backward();
+    sum(mul(yb, dout)).backward();
+    auto near = [](const Tensor& a, const Tensor& b, const char* what) {
+      const std::vector<float> u = a.to_vector(), v = b.to_vector();
+      ASSERT_EQ(u.size(), v.size()) << what;
+      for (size_t i = 0; i < u.size(); ++i) EXPECT_NEAR(u[i], v[i], 1e-5f * (1.0f + std::fabs(v[i]))) << what << " " << i;
+    };
+    near(xa.grad(), xb.grad(), "dx");
+    near(fused_bn->gamma().grad(), apart_bn->gamma().grad(), "dgamma");
+    near(fused_bn->beta().grad(), apart_bn->beta().grad(), "dbeta");
+    near(fused_bn->moving_mean(), apart_bn->moving_mean(), "moving mean");
+    near(fused_bn->moving_variance(), apart_bn->moving_variance(), "moving variance");
+  }
 }
 
 TEST(Module, DropoutOnlyInTrainingAndScales) {
