@@ -22,6 +22,8 @@ Tensor Conv2D::forward_logits(const Tensor& x) {
 }
 
 Tensor Conv2D::forward(const Tensor& x) {
+  if (options_.activation == Activation::ReLU)
+    return conv2d_relu(x, *kernel_, *bias_, options_.stride, options_.padding);
   return apply_activation(options_.activation, forward_logits(x));
 }
 

@@ -1,7 +1,11 @@
 // The convolutional-network ops: conv2d, max_pool2d, batch_norm, dropout, l2_penalty, and
 // the shape ops reshape/flatten. The heavy loops live in core/kernels/; each op here checks
 // shapes, runs the forward kernel and records the backward kernels right below it.
+#include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <optional>
 #include <memory>
 #include <vector>
 
@@ -9,6 +13,7 @@
 #include "core/kernels/batch_norm.h"
 #include "core/kernels/conv2d/conv2d.h"
 #include "core/kernels/max_pool2d.h"
+#include "core/runtime/memory.h"
 #include "core/ops/ops.h"
 #include "core/runtime/random.h"
 
@@ -21,25 +26,52 @@ Tensor flatten(const Tensor& a) {
   return a.reshape({a.size(0), -1});
 }
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, Padding padding) {
-  check_arg(x.dim() == 4 && w.dim() == 4, "conv2d",
+namespace {
+
+// dy = z > 0 ? g : 0 elementwise, as bits (branch-free: written as a select, GCC may branch).
+void relu_mask(int64_t n, const float* __restrict g, const float* __restrict z, float* __restrict dy) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t keep = 0u - static_cast<uint32_t>(z[i] > 0.0f);
+    dy[i] = std::bit_cast<float>(std::bit_cast<uint32_t>(g[i]) & keep);
+  }
+}
+
+// conv2d, and with relu conv2d_relu: the ReLU runs in place on the convolution's output, and
+// the backward masks the incoming gradient into a scratch buffer before the convolution's
+// own backward, instead of a separate op with its own output and gradient buffers.
+Tensor conv2d_op(const char* op, const Tensor& x, const Tensor& w, const Tensor& b, int stride, Padding padding,
+                 bool relu) {
+  check_arg(x.dim() == 4 && w.dim() == 4, op,
             "input " + shape_str(x.shape()) + " must be [N,H,W,C] and kernel " +
                 shape_str(w.shape()) + " [kh,kw,C,F]");
-  check_arg(x.size(3) == w.size(2), "conv2d",
+  check_arg(x.size(3) == w.size(2), op,
             "input " + shape_str(x.shape()) + " has " + std::to_string(x.size(3)) +
                 " channels, kernel " + shape_str(w.shape()) + " expects " +
                 std::to_string(w.size(2)));
-  check_arg(stride >= 1, "conv2d", "stride " + std::to_string(stride) + " must be >= 1");
+  check_arg(stride >= 1, op, "stride " + std::to_string(stride) + " must be >= 1");
   if (b.defined())
-    check_arg(b.dim() == 1 && b.size(0) == w.size(3), "conv2d",
+    check_arg(b.dim() == 1 && b.size(0) == w.size(3), op,
               "bias " + shape_str(b.shape()) + " does not match kernel " + shape_str(w.shape()));
   const Conv2dShape s = Conv2dShape::make(x.size(0), x.size(1), x.size(2), x.size(3), w.size(0),
                                           w.size(1), w.size(3), stride, padding == Padding::Same);
   Tensor out = Tensor::empty({s.N, s.Ho, s.Wo, s.F});
   conv2d_forward(s, x.data(), w.data(), b.defined() ? b.data() : nullptr, out.data());
+  const Tensor z = relu ? out.detach() : Tensor();  // the closure must not hold out itself
+  if (relu) {
+    float* po = out.data();
+    const int64_t n = out.numel();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) po[i] = std::max(po[i], 0.0f);
+  }
 
-  record(out, "conv2d", {x, w, b}, [x, w, b, s](const Tensor& g) {
-    const float* dy = g.data();
+  record(out, op, {x, w, b}, [x, w, b, s, z](const Tensor& g) {
+    std::optional<Workspace> masked;
+    if (z.defined()) {
+      masked.emplace(g.numel());
+      relu_mask(g.numel(), g.data(), z.data(), masked->data());
+    }
+    const float* dy = masked ? masked->data() : g.data();
     if (x.requires_grad()) conv2d_backward_input(s, dy, w.data(), x.grad_data());
     const bool need_db = b.defined() && b.requires_grad();
     if (w.requires_grad()) {
@@ -51,6 +83,16 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, Pad
     }
   });
   return out;
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, Padding padding) {
+  return conv2d_op("conv2d", x, w, b, stride, padding, /*relu=*/false);
+}
+
+Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, int stride, Padding padding) {
+  return conv2d_op("conv2d_relu", x, w, b, stride, padding, /*relu=*/true);
 }
 
 Tensor max_pool2d(const Tensor& x, int kernel, int stride, Padding padding) {

@@ -70,6 +70,10 @@ enum class Padding { Valid, Same };  // Keras/TensorFlow meanings ("same": extra
 // im2col + one sgemm per chunk of the batch.
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1,
               Padding padding = Padding::Same);
+// relu(conv2d(...)) as one op (a Conv2D with activation "relu"): the ReLU runs in place on the
+// convolution's output and its backward is a mask on the way into the convolution's.
+Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, int stride = 1,
+                   Padding padding = Padding::Same);
 // x: [N,H,W,C] -> [N,Ho,Wo,C]; padded cells never win the max.
 Tensor max_pool2d(const Tensor& x, int kernel = 2, int stride = 2, Padding padding = Padding::Valid);
 

@@ -175,6 +175,43 @@ TEST(Module, SequentialFusesBatchNormAndReluWithTheSameResults) {
   }
 }
 
+// A Conv2D with activation "relu" runs conv2d_relu: the same output and gradients (x, kernel,
+// bias) as relu applied to its linear output, for a form with a direct kernel (4 filters)
+// and one through sgemm (32 filters), stride 1 and 2.
+TEST(Module, Conv2DWithReluMatchesReluOfTheLinearConvolution) {
+  for (const auto& [filters, stride] : {std::pair<int64_t, int>{4, 1}, {32, 1}, {8, 2}}) {
+    SCOPED_TRACE("filters " + std::to_string(filters) + ", stride " + std::to_string(stride));
+    Conv2D conv({.in_channels = 3, .filters = filters, .stride = stride, .activation = Activation::ReLU, .seed = 5});
+    std::vector<float> bias = Tensor::uniform({filters}, -0.2f, 0.2f, 6).to_vector();
+    std::copy(bias.begin(), bias.end(), conv.named_parameters()[1].second.data());
+    const Tensor x0 = Tensor::uniform({2, 7, 6, 3}, -1.0f, 1.0f, 7);
+    // One pass: output, dx and the parameters' gradients, then the gradients are dropped.
+    auto run = [&](bool fused) {
+      Tensor x = x0.clone().set_requires_grad();
+      Tensor y = fused ? conv(x) : relu(conv.forward_logits(x));
+      const Tensor dout = Tensor::uniform(y.shape(), -1.0f, 1.0f, 8);
+      sum(mul(y, dout)).backward();
+      std::vector<std::vector<float>> got = {y.to_vector(), x.grad().to_vector()};
+      for (auto& [name, p] : conv.named_parameters()) {
+        got.push_back(p.grad().to_vector());
+        p.zero_grad();
+      }
+      return got;
+    };
+    const auto fused = run(true), apart = run(false);
+    int64_t zeros = 0;
+    for (float v : apart[0]) zeros += v == 0.0f;
+    EXPECT_GT(zeros, 0);
+    const char* what[] = {"output", "dx", "dkernel", "dbias"};
+    ASSERT_EQ(fused.size(), 4u);
+    for (size_t k = 0; k < 4; ++k) {
+      ASSERT_EQ(fused[k].size(), apart[k].size()) << what[k];
+      for (size_t i = 0; i < fused[k].size(); ++i)
+        EXPECT_NEAR(fused[k][i], apart[k][i], 1e-5f * (1.0f + std::fabs(apart[k][i]))) << what[k] << " " << i;
+    }
+  }
+}
+
 TEST(Module, DropoutOnlyInTrainingAndScales) {
   Dropout d(0.5f, 9);
   Tensor x = Tensor::ones({1000});
