@@ -398,8 +398,7 @@ int run(int raw_argc, char** raw_argv) {
     double train_seconds = 0;
     for (const EpochLog& e : history.epochs) train_seconds += e.seconds;
     const int64_t steps_done = static_cast<int64_t>(history.epochs.size()) *
-                               (steps_per_epoch > 0 ? std::min(steps_per_epoch, (data.train_rows() + f.batch_size - 1) / f.batch_size)
-                                                    : (data.train_rows() + f.batch_size - 1) / f.batch_size);
+                               steps_in_epoch(steps_per_epoch, (data.train_rows() + f.batch_size - 1) / f.batch_size);
     const int64_t images_done = std::min(steps_done * f.batch_size, static_cast<int64_t>(history.epochs.size()) * data.train_rows());
     const Evaluation train_eval = data.evaluate_train(*model);
     const Evaluation valid_eval = data.evaluate_valid(*model);

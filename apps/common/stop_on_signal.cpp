@@ -79,9 +79,7 @@ History fit_stopping_on_signal(const std::string& program, Module& model, Optimi
     history = fit(model, optimizer, train, options);
   }
   if (!history.stopped) return history;
-  const int64_t steps_per_epoch = options.steps_per_epoch > 0
-                                      ? std::min(options.steps_per_epoch, train.batches_per_epoch())
-                                      : train.batches_per_epoch();
+  const int64_t steps_per_epoch = steps_in_epoch(options.steps_per_epoch, train.batches_per_epoch());
   const int sig = StopOnSignal::signal() != 0 ? StopOnSignal::signal() : SIGTERM;
   std::string message = "stopped by " + std::string(signal_name(sig)) + " in run " + std::to_string(run) +
                         " at epoch " + std::to_string(history.stopped_epoch) + ", after step " +

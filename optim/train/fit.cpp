@@ -156,8 +156,7 @@ History fit(Module& model, Optimizer& optimizer, BatchSource& batcher, const Fit
   History history;
   history.has_auc = o.auc;
   Generator augment_rng(mix64(o.seed ^ 0xa06a06a06ULL));
-  const int64_t steps = o.steps_per_epoch > 0 ? std::min(o.steps_per_epoch, batcher.batches_per_epoch())
-                                              : batcher.batches_per_epoch();
+  const int64_t steps = steps_in_epoch(o.steps_per_epoch, batcher.batches_per_epoch());
   const NamedGenerators fit_generators = {{"fit.augmentation", &augment_rng}};
   InEpochProgress resumed;
   const int64_t first_epoch =

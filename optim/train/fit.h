@@ -93,6 +93,12 @@ struct FitOptions {
   std::string tensorboard_dir{};
 };
 
+// The training steps an epoch of `batches` batches takes under `steps_per_epoch` (FitOptions':
+// 0 for all of them).
+inline int64_t steps_in_epoch(int64_t steps_per_epoch, int64_t batches) {
+  return steps_per_epoch > 0 && steps_per_epoch < batches ? steps_per_epoch : batches;
+}
+
 struct EpochLog {
   int64_t epoch = 0;  // 1-based
   double loss = 0, accuracy = 0, auc = 0;

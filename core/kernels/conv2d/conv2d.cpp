@@ -407,12 +407,15 @@ void conv2d_forward_pointwise(const Conv2dShape& s, const float* x, const float*
               1.0f, x, blas_int(K), w, blas_int(F), b ? 1.0f : 0.0f, y, blas_int(F));
 }
 
-void conv2d_forward_im2col(const Conv2dShape& s, const float* x, const float* w, const float* b,
-                           float* y) {
+namespace {
+
+// y = im2col(x) * w (+ b), or with accumulate (b null) y += im2col(x) * w, one sgemm per chunk.
+void im2col_sgemm(const Conv2dShape& s, const float* x, const float* w, const float* b, bool accumulate,
+                  float* y) {
   const int64_t M = s.rows();
   const int64_t K = s.cols();
   const int64_t F = s.F;
-  const float beta = b ? 1.0f : 0.0f;
+  const float beta = b || accumulate ? 1.0f : 0.0f;
   const int64_t chunk = conv2d_chunk_rows(s);
   Workspace cols(chunk * K);
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {
@@ -423,6 +426,13 @@ void conv2d_forward_im2col(const Conv2dShape& s, const float* x, const float* w,
                 blas_int(K), 1.0f, cols.data(), blas_int(K), w, blas_int(F), beta, y + r0 * F,
                 blas_int(F));
   }
+}
+
+}  // namespace
+
+void conv2d_forward_im2col(const Conv2dShape& s, const float* x, const float* w, const float* b,
+                           float* y) {
+  im2col_sgemm(s, x, w, b, /*accumulate=*/false, y);
 }
 
 void conv2d_backward_input_pointwise(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
@@ -438,24 +448,10 @@ void conv2d_backward_input_pointwise(const Conv2dShape& s, const float* dy, cons
 // that col2im then has to scatter.
 void conv2d_backward_input_transposed(const Conv2dShape& s, const float* dy, const float* w,
                                       float* dx) {
-  const Conv2dShape t = conv2d_transposed_shape(s);
-  const int64_t C = s.C;
-  Workspace rotated(s.KH * s.KW * C * s.F);
-  float* wr = rotated.data();
-  conv2d_rotate_kernel(s, w, wr);
-  const int64_t M = t.rows();
-  const int64_t K = t.cols();
-  const int64_t chunk = conv2d_chunk_rows(t);
-  Workspace cols(chunk * K);
-  for (int64_t r0 = 0; r0 < M; r0 += chunk) {
-    const int64_t rows = std::min(chunk, M - r0);
-    im2col(t, dy, r0, r0 + rows, cols.data());
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blas_int(rows), blas_int(C),
-                blas_int(K), 1.0f, cols.data(), blas_int(K), wr, blas_int(C), 1.0f, dx + r0 * C,
-                blas_int(C));
-  }
+  conv2d_backward_input_by_rotation(s, dy, w, dx, [](const Conv2dShape& t, const float* g, const float* r, float* out) {
+    im2col_sgemm(t, g, r, nullptr, /*accumulate=*/true, out);
+  });
 }
-
 
 void conv2d_backward_input_im2col(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
   const int64_t M = s.rows();

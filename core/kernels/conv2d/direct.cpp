@@ -433,11 +433,10 @@ void conv2d_forward_direct(const Conv2dShape& s, const float* x, const float* w,
 
 
 void conv2d_backward_input_direct(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
-  const Conv2dShape t = conv2d_transposed_shape(s);
-  assert(spread_forward_applies(t));
-  std::vector<float> rotated(static_cast<size_t>(s.KH * s.KW * s.C * s.F));
-  conv2d_rotate_kernel(s, w, rotated.data());
-  with_filter_count(t.F, [&]<int64_t FT>() { forward_all<FT>(t, dy, rotated.data(), nullptr, dx, true); });
+  conv2d_backward_input_by_rotation(s, dy, w, dx, [](const Conv2dShape& t, const float* g, const float* r, float* out) {
+    assert(spread_forward_applies(t));
+    with_filter_count(t.F, [&]<int64_t FT>() { forward_all<FT>(t, g, r, nullptr, out, true); });
+  });
 }
 
 void conv2d_backward_weight_direct(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db) {

@@ -12,6 +12,7 @@
 
 #include "core/kernels/conv2d/choose.h"
 #include "core/kernels/conv2d/conv2d.h"
+#include "core/runtime/memory.h"
 
 namespace kiln {
 
@@ -62,6 +63,16 @@ void conv2d_sum_by_filter(const float* dy, int64_t rows, int64_t F, double* sums
 // the rotated kernel (KH*KW*C*F floats).
 Conv2dShape conv2d_transposed_shape(const Conv2dShape& s);
 void conv2d_rotate_kernel(const Conv2dShape& s, const float* w, float* rotated);
+// That input gradient run through a form's forward: forward(t, dy, rotated, dx) must ADD the
+// convolution of dy (shape t = conv2d_transposed_shape(s)) with the rotated kernel into dx.
+template <typename Forward>
+void conv2d_backward_input_by_rotation(const Conv2dShape& s, const float* dy, const float* w, float* dx,
+                                       Forward&& forward) {
+  const Conv2dShape t = conv2d_transposed_shape(s);
+  Workspace rotated(s.KH * s.KW * s.C * s.F);
+  conv2d_rotate_kernel(s, w, rotated.data());
+  forward(t, dy, rotated.data(), dx);
+}
 
 // Rows of the im2col matrix processed per sgemm (all of them for small inputs): whole images
 // where they fit a fixed column-buffer budget.

@@ -319,10 +319,9 @@ void conv2d_backward_weight_winograd(const Conv2dShape& s, const float* x, const
 }
 
 void conv2d_backward_input_winograd(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
-  const Conv2dShape t = conv2d_transposed_shape(s);
-  Workspace rotated(9 * s.C * s.F);
-  conv2d_rotate_kernel(s, w, rotated.data());
-  winograd2(t, dy, rotated.data(), nullptr, /*accumulate=*/true, dx);
+  conv2d_backward_input_by_rotation(s, dy, w, dx, [](const Conv2dShape& t, const float* g, const float* r, float* out) {
+    winograd2(t, g, r, nullptr, /*accumulate=*/true, out);
+  });
 }
 
 }  // namespace kiln

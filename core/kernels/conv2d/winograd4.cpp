@@ -216,10 +216,9 @@ void conv2d_forward_winograd4(const Conv2dShape& s, const float* x, const float*
 }
 
 void conv2d_backward_input_winograd4(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
-  const Conv2dShape t = conv2d_transposed_shape(s);
-  Workspace rotated(9 * s.C * s.F);
-  conv2d_rotate_kernel(s, w, rotated.data());
-  winograd4(t, dy, rotated.data(), nullptr, /*accumulate=*/true, dx);
+  conv2d_backward_input_by_rotation(s, dy, w, dx, [](const Conv2dShape& t, const float* g, const float* r, float* out) {
+    winograd4(t, g, r, nullptr, /*accumulate=*/true, out);
+  });
 }
 
 }  // namespace kiln
