@@ -257,8 +257,11 @@ void forward_row_spread(const Conv2dShape& s, const float* __restrict x, const f
 // filters every few rows: folding per tap and row cost more than the row's products on task1's
 // 14- and 28-pixel rows. The old form kept one short chain of F-wide sums per tap, which the
 // add latency bounded at a few floats per cycle.
+//
+// With bias, the row's dy is summed into one more slot after the taps' (the bias gradient,
+// whose double sums follow the taps' in dw_sum), folded with them.
 void weight_grad_row_spread(const Conv2dShape& s, const float* x, const float* __restrict dyrow, int64_t n,
-                            int64_t oy, SpreadRows& spread, float* __restrict lane_sums,
+                            int64_t oy, SpreadRows& spread, bool bias, float* __restrict lane_sums,
                             double* __restrict dw_sum) {
   constexpr int V = 4;
   constexpr int64_t P = V * kLanes;
@@ -268,6 +271,18 @@ void weight_grad_row_spread(const Conv2dShape& s, const float* x, const float* _
   const int64_t full = row_len / P * P;
   const int64_t rem = (row_len - full) / kLanes;  // whole vectors after the last block, < V
   const int64_t tail = full + rem * kLanes;
+  if (bias) {
+    const int64_t slot = s.KH * s.KW * C;
+    FloatV acc[V];
+    for (int v = 0; v < V; ++v) acc[v] = FloatV{};
+    for (int64_t i0 = 0; i0 < full; i0 += P)
+      for (int v = 0; v < V; ++v) acc[v] += loadv(dyrow + i0 + kLanes * v);
+    for (int v = 0; v < rem; ++v) acc[v] += loadv(dyrow + full + kLanes * v);
+    for (int v = 1; v < V; ++v) acc[0] += acc[v];
+    float* mine = lane_sums + slot * kLanes;
+    storev(mine, loadv(mine) + acc[0]);
+    for (int64_t i = tail; i < row_len; ++i) dw_sum[slot * F + (i & (F - 1))] += dyrow[i];
+  }
   for (int64_t ky = 0; ky < s.KH; ++ky) {
     const int64_t iy = oy - s.pad_top + ky;
     if (iy < 0 || iy >= s.H) continue;
@@ -377,18 +392,18 @@ void weight_grad_all(const Conv2dShape& s, const float* x, const float* dy, floa
     std::optional<SpreadLaneSums> lane_sums;
     if (by_spread) {
       spread.emplace(s);
-      lane_sums.emplace(taps, F);
+      lane_sums.emplace(db ? taps + 1 : taps, F);  // + the bias slot
     }
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < rows; ++t) {
       const float* dyrow = dy + t * s.Wo * F;
       if (by_spread) {
-        weight_grad_row_spread(s, x, dyrow, t / s.Ho, t % s.Ho, *spread, lane_sums->data(), mine);
+        weight_grad_row_spread(s, x, dyrow, t / s.Ho, t % s.Ho, *spread, db != nullptr, lane_sums->data(), mine);
         lane_sums->row_done(mine);
       } else {
         weight_grad_row<FT>(s, x, dyrow, t / s.Ho, t % s.Ho, mine);
+        if (db) conv2d_sum_by_filter(dyrow, s.Wo, F, bias);
       }
-      if (db) conv2d_sum_by_filter(dyrow, s.Wo, F, bias);
     }
     if (lane_sums) lane_sums->fold(mine);
   }
