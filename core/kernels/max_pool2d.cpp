@@ -125,11 +125,6 @@ template <int CT>
 void max_pool2x2_forward_pixels(const Pool2dShape& s, const float* x, float* y, int32_t* argmax) {
   using Floats = typename PixelVector<CT>::Floats;
   using Ints = typename PixelVector<CT>::Ints;
-  const auto load = [](const float* p) {
-    Floats v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-  };
   Ints lane{};
   for (int c = 0; c < CT; ++c) lane[c] = c;
   const int64_t row_floats = s.W * CT;
@@ -139,9 +134,14 @@ void max_pool2x2_forward_pixels(const Pool2dShape& s, const float* x, float* y, 
     const int64_t top = (n * s.H + 2 * oy) * row_floats;
     for (int64_t ox = 0; ox < s.Wo; ++ox) {
       const int64_t a = top + 2 * ox * CT, b = a + CT, c2 = a + row_floats, d = c2 + CT;
-      Floats best = load(x + a);
+      // Loaded with memcpy in place: a helper returning a 64-byte vector would change the ABI
+      // of a build without AVX-512 (GCC's -Wpsabi).
+      Floats best, vb, vc, vd;
+      std::memcpy(&best, x + a, sizeof best);
+      std::memcpy(&vb, x + b, sizeof vb);
+      std::memcpy(&vc, x + c2, sizeof vc);
+      std::memcpy(&vd, x + d, sizeof vd);
       Ints at = lane + static_cast<int32_t>(a);
-      const Floats vb = load(x + b), vc = load(x + c2), vd = load(x + d);
       Ints wins = vb > best;
       at = wins ? lane + static_cast<int32_t>(b) : at;
       best = wins ? vb : best;
