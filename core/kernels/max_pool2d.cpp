@@ -64,11 +64,12 @@ namespace {
 // The common case, 2x2 windows with stride 2 that all lie inside the input: the four cells
 // are read straight from two input rows. Row-major window order with strict comparisons: the
 // first maximum wins, and a NaN never replaces the running maximum (as in the naive loops).
-// The maximum and its index are chosen with selects, never branches: on real activations which
-// cell wins is a coin toss, and a mispredicted branch per comparison made this loop cost more
-// than the convolution before it (a fifth of a task1 step).
+// The maximum and its index are written as selects: on real activations which cell wins is a
+// coin toss, so a branch per comparison mispredicts half the time (it made this loop cost a
+// fifth of a task1 step).
 //
-// Any C: the channel loop, which the compiler vectorises where C is large.
+// Any C: the channel loop, which the compiler vectorises where C is large; for a few channels
+// it runs scalar and GCC turns the selects back into branches, hence the version below.
 void max_pool2x2_forward(const Pool2dShape& s, const float* __restrict x, float* __restrict y,
                          int32_t* __restrict argmax) {
   const int64_t C = s.C;

@@ -73,8 +73,6 @@ void fill_rows_with_bias(int64_t rows, int64_t F, const float* b, float* y) {
 
 }  // namespace
 
-// db[f] += sum over rows of dy[r, f]; per-thread double partial sums keep large batches exact
-// enough and the reduction race-free.
 void conv2d_sum_by_filter(const float* __restrict dy, int64_t rows, int64_t F, double* __restrict sums) {
   const int64_t n = rows * F;
   if (64 % F != 0) {
@@ -103,6 +101,8 @@ void conv2d_sum_by_filter(const float* __restrict dy, int64_t rows, int64_t F, d
   }
 }
 
+// db[f] += sum over rows of dy[r, f]; per-thread double partial sums keep large batches exact
+// enough and the reduction race-free.
 void conv2d_add_bias_grad(int64_t rows, int64_t F, const float* dy, float* db) {
   const int max_threads = omp_get_max_threads();
   std::vector<double> partial(static_cast<size_t>(max_threads) * F, 0.0);
