@@ -3,11 +3,11 @@
 // Per-channel sums are taken per thread in double (then combined in a fixed order), which
 // keeps M ~ 1e5 rows accurate and makes the result independent of scheduling.
 #include "core/kernels/batch_norm.h"
+#include "core/kernels/relu_mask.h"
 
 #include <omp.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstdint>
 #include <cmath>
 #include <cstddef>
@@ -59,22 +59,14 @@ void normalise(int64_t M, int64_t C, const float* x, const float* mean, const fl
 }
 
 // The backward with the batch norm's output gradient dy itself (Masked false), or with the
-// gradient dz of a ReLU after it and that ReLU's output z: dy = z > 0 ? dz : 0, a select that
-// vectorises (as in core/ops/elementwise.cpp's relu).
+// gradient dz of a ReLU after it and that ReLU's output z: dy = z > 0 ? dz : 0 (relu_mask.h).
 template <bool Masked>
 void backward_train(int64_t M, int64_t C, const float* x, const float* gamma, const float* mean,
                     const float* inv_std, const float* dy, const float* z, float* dx, float* dgamma,
                     float* dbeta, const BatchStatsReduce* reduce, int64_t rows) {
-  // The mask as bits (dy AND all-ones where z > 0): written as a select, GCC made it a branch
-  // per element in the sums (a load inside the select may not be hoisted, and adding a select's
-  // 0 it turns into skipping the add), half mispredicted, and a task2 step took 78 ms, not 50.
   const auto grad = [&](int64_t i) {
-    const float d = dy[i];
-    if constexpr (Masked) {
-      const uint32_t keep = 0u - static_cast<uint32_t>(z[i] > 0.0f);
-      return std::bit_cast<float>(std::bit_cast<uint32_t>(d) & keep);
-    }
-    return d;
+    if constexpr (Masked) return relu_masked(dy[i], z[i]);
+    return dy[i];
   };
   // sums[0..C) = sum dy, sums[C..2C) = sum dy * xhat.
   std::vector<double> sums = channel_sums<2>(M, C, [&](int64_t m, double* acc) {

@@ -2,7 +2,6 @@
 // the shape ops reshape/flatten. The heavy loops live in core/kernels/; each op here checks
 // shapes, runs the forward kernel and records the backward kernels right below it.
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -13,6 +12,7 @@
 #include "core/kernels/batch_norm.h"
 #include "core/kernels/conv2d/conv2d.h"
 #include "core/kernels/max_pool2d.h"
+#include "core/kernels/relu_mask.h"
 #include "core/runtime/memory.h"
 #include "core/ops/ops.h"
 #include "core/runtime/random.h"
@@ -28,13 +28,10 @@ Tensor flatten(const Tensor& a) {
 
 namespace {
 
-// dy = z > 0 ? g : 0 elementwise, as bits (branch-free: written as a select, GCC may branch).
+// dy = z > 0 ? g : 0 elementwise.
 void relu_mask(int64_t n, const float* __restrict g, const float* __restrict z, float* __restrict dy) {
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t keep = 0u - static_cast<uint32_t>(z[i] > 0.0f);
-    dy[i] = std::bit_cast<float>(std::bit_cast<uint32_t>(g[i]) & keep);
-  }
+  for (int64_t i = 0; i < n; ++i) dy[i] = relu_masked(g[i], z[i]);
 }
 
 // conv2d, and with relu conv2d_relu: the ReLU runs in place on the convolution's output, and
@@ -77,9 +74,7 @@ Tensor conv2d_op(const char* op, const Tensor& x, const Tensor& w, const Tensor&
     if (w.requires_grad()) {
       conv2d_backward_weight(s, x.data(), dy, w.grad_data(), need_db ? b.grad_data() : nullptr);
     } else if (need_db) {
-      float* db = b.grad_data();
-      for (int64_t r = 0; r < s.rows(); ++r)
-        for (int64_t f = 0; f < s.F; ++f) db[f] += dy[r * s.F + f];
+      conv2d_add_bias_grad(s.rows(), s.F, dy, b.grad_data());
     }
   });
   return out;
@@ -175,7 +170,7 @@ Tensor batch_norm_op(const char* op, const Tensor& x, const Tensor& gamma, const
       float* dbeta = beta.requires_grad() ? beta.grad_data() : nullptr;
       for (int64_t m = 0; m < M; ++m)
         for (int64_t c = 0; c < C; ++c) {
-          const float d = pz && !(pz[m * C + c] > 0.0f) ? 0.0f : dy[m * C + c];
+          const float d = pz ? relu_masked(dy[m * C + c], pz[m * C + c]) : dy[m * C + c];
           if (dx) dx[m * C + c] += d * pg[c] * (*inv_std)[c];
           if (dgamma) dgamma[c] += d * (px[m * C + c] - (*mean)[c]) * (*inv_std)[c];
           if (dbeta) dbeta[c] += d;

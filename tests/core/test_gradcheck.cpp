@@ -305,6 +305,12 @@ std::vector<GradCase> conv_cases() {
     };
     cases.push_back(c);
   }
+  // A frozen kernel (a constant, not an input): the bias gradient is taken without the kernel's.
+  cases.push_back({"conv2d_3x3_frozen_kernel_bias", {{2, 5, 6, 3}, {4}},
+                   [](const std::vector<Tensor>& in) {
+                     const Tensor w = Tensor::uniform({3, 3, 3, 4}, -0.5f, 0.5f, 21);
+                     return conv2d(in[0], w, in[1], 1, Padding::Same);
+                   }});
 
   struct Pool {
     const char* name;
@@ -351,25 +357,24 @@ std::vector<GradCase> norm_and_dropout_cases() {
   // Few rows per channel: the batch statistics dominate the gradient.
   cases.push_back({"batch_norm_train_small_batch", {{3, 2}, {2}, {2}}, bn_train,
                    {Init::Normal, Init::Positive, Init::Normal}});
-  // Inference mode: fixed, non-trivial running statistics; an affine map of x.
-  auto bn_eval = [](const std::vector<Tensor>& in) {
-    const int64_t C = in[0].size(-1);
-    Tensor rm = Tensor::uniform({C}, -0.5f, 0.5f, 11), rv = Tensor::uniform({C}, 0.5f, 2.0f, 12);
-    return batch_norm(in[0], in[1], in[2], rm, rv, /*training=*/false);
+  // Inference mode: fixed, non-trivial running statistics; an affine map of x. The op is
+  // batch_norm, or batch_norm_relu (the affine map, then the ReLU's mask). In training a step of
+  // x moves the batch statistics and with them outputs near the kink across it, which a finite
+  // difference cannot follow; test_layers holds the training-mode batch_norm_relu to batch_norm
+  // then relu.
+  const auto eval_with = [](auto op) {
+    return [op](const std::vector<Tensor>& in) {
+      const int64_t C = in[0].size(-1);
+      Tensor rm = Tensor::uniform({C}, -0.5f, 0.5f, 11), rv = Tensor::uniform({C}, 0.5f, 2.0f, 12);
+      return op(in[0], in[1], in[2], rm, rv, /*training=*/false, 0.99f, 1e-3f, BatchStatsReduce{});
+    };
   };
+  const auto bn_eval = eval_with(batch_norm);
   cases.push_back({"batch_norm_eval_nhwc", {{2, 3, 3, 3}, {3}, {3}}, bn_eval,
                    {Init::Normal, Init::Positive, Init::Normal}});
   cases.push_back({"batch_norm_eval_nc", {{5, 4}, {4}, {4}}, bn_eval,
                    {Init::Normal, Init::Positive, Init::Normal}});
-
-  // batch_norm_relu in inference (an affine map, then the ReLU's mask). In training a step of x
-  // moves the batch statistics and with them outputs near the kink across it, which a finite
-  // difference cannot follow; test_layers holds the training-mode op to batch_norm then relu.
-  auto bn_relu_eval = [](const std::vector<Tensor>& in) {
-    const int64_t C = in[0].size(-1);
-    Tensor rm = Tensor::uniform({C}, -0.5f, 0.5f, 11), rv = Tensor::uniform({C}, 0.5f, 2.0f, 12);
-    return batch_norm_relu(in[0], in[1], in[2], rm, rv, /*training=*/false);
-  };
+  const auto bn_relu_eval = eval_with(batch_norm_relu);
   cases.push_back({"batch_norm_relu_eval_nhwc", {{2, 3, 3, 3}, {3}, {3}}, bn_relu_eval,
                    {Init::Normal, Init::Positive, Init::Normal}});
 

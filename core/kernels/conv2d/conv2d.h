@@ -34,5 +34,8 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w
 // dw += im2col(x)^T dy ; db += sum of dy over N,Ho,Wo (db may be null)
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw,
                             float* db);
+// db[f] += sum over the rows of dy [rows, F]: the bias gradient of every form, and of a
+// convolution whose kernel needs no gradient.
+void conv2d_add_bias_grad(int64_t rows, int64_t F, const float* dy, float* db);
 
 }  // namespace kiln

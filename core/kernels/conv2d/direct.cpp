@@ -18,6 +18,7 @@
 #include <cassert>
 #include <cstring>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "core/kernels/conv2d/forms.h"
@@ -271,39 +272,32 @@ void weight_grad_row_spread(const Conv2dShape& s, const float* x, const float* _
   const int64_t full = row_len / P * P;
   const int64_t rem = (row_len - full) / kLanes;  // whole vectors after the last block, < V
   const int64_t tail = full + rem * kLanes;
-  if (bias) {
-    const int64_t slot = s.KH * s.KW * C;
+  // Adds one slot's sum over the row: of src * dy for a tap, of dy alone for the bias.
+  const auto add_row = [&](int64_t slot, const float* src, auto is_bias) {
+    const auto term = [&](int64_t i) {
+      if constexpr (decltype(is_bias)::value) return loadv(dyrow + i);
+      else return loadv(src + i) * loadv(dyrow + i);
+    };
     FloatV acc[V];
     for (int v = 0; v < V; ++v) acc[v] = FloatV{};
     for (int64_t i0 = 0; i0 < full; i0 += P)
-      for (int v = 0; v < V; ++v) acc[v] += loadv(dyrow + i0 + kLanes * v);
-    for (int v = 0; v < rem; ++v) acc[v] += loadv(dyrow + full + kLanes * v);
+      for (int v = 0; v < V; ++v) acc[v] += term(i0 + kLanes * v);
+    for (int v = 0; v < rem; ++v) acc[v] += term(full + kLanes * v);
     for (int v = 1; v < V; ++v) acc[0] += acc[v];
     float* mine = lane_sums + slot * kLanes;
     storev(mine, loadv(mine) + acc[0]);
-    for (int64_t i = tail; i < row_len; ++i) dw_sum[slot * F + (i & (F - 1))] += dyrow[i];
-  }
+    double* out = dw_sum + slot * F;
+    for (int64_t i = tail; i < row_len; ++i)
+      out[i & (F - 1)] += decltype(is_bias)::value ? dyrow[i] : src[i] * dyrow[i];
+  };
+  if (bias) add_row(s.KH * s.KW * C, nullptr, std::true_type{});
   for (int64_t ky = 0; ky < s.KH; ++ky) {
     const int64_t iy = oy - s.pad_top + ky;
     if (iy < 0 || iy >= s.H) continue;
     const float* rows = spread.get(x, n, iy);
-    for (int64_t kx = 0; kx < s.KW; ++kx) {
-      for (int64_t c = 0; c < C; ++c) {
-        const int64_t tap = (ky * s.KW + kx) * C + c;
-        const float* src = rows + c * cs + kx * F;
-        FloatV acc[V];
-        for (int v = 0; v < V; ++v) acc[v] = FloatV{};
-        for (int64_t i0 = 0; i0 < full; i0 += P)
-          for (int v = 0; v < V; ++v) acc[v] += loadv(src + i0 + kLanes * v) * loadv(dyrow + i0 + kLanes * v);
-        for (int v = 0; v < rem; ++v)
-          acc[v] += loadv(src + full + kLanes * v) * loadv(dyrow + full + kLanes * v);
-        for (int v = 1; v < V; ++v) acc[0] += acc[v];
-        float* mine = lane_sums + tap * kLanes;
-        storev(mine, loadv(mine) + acc[0]);
-        double* out = dw_sum + tap * F;
-        for (int64_t i = tail; i < row_len; ++i) out[i & (F - 1)] += src[i] * dyrow[i];
-      }
-    }
+    for (int64_t kx = 0; kx < s.KW; ++kx)
+      for (int64_t c = 0; c < C; ++c)
+        add_row((ky * s.KW + kx) * C + c, rows + c * cs + kx * F, std::false_type{});
   }
 }
 

@@ -52,8 +52,6 @@ void conv2d_backward_weight_naive(const Conv2dShape& s, const float* x, const fl
 // The direct forms keep one pointer per kernel row on the stack: at most this many rows.
 constexpr int64_t kConv2dDirectMaxKernelRows = 16;
 
-// db[f] += sum over the rows of dy [rows, F] (the bias gradient of every form).
-void conv2d_add_bias_grad(int64_t rows, int64_t F, const float* dy, float* db);
 // sums[f] += sum over the rows of dy [rows, F], on one thread (one output row's share of the
 // bias gradient in the direct form, a thread's share in conv2d_add_bias_grad).
 void conv2d_sum_by_filter(const float* dy, int64_t rows, int64_t F, double* sums);
