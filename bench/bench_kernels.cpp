@@ -199,10 +199,10 @@ BENCHMARK_CAPTURE(BM_Conv2dForm, task1_conv2_b256_input_grad_im2col, task1_conv2
 KILN_CONV_FORMS(task2_conv1_b16, task2_conv1);
 KILN_CONV_FORMS(task3_conv1_b70, task3_conv1);
 
-// Wide 3x3 layers: Winograd F(2x2, 3x3) and F(4x4, 3x3) against the GEMM form, forward and
-// input gradient (F(4x4) has no weight gradient: F(2x2) against the GEMM form there); they set
-// the Winograd thresholds in core/kernels/conv2d/choose.cpp. The GFLOP/s counter is the direct
-// form's FLOP count, so all forms are on one scale.
+// Wide 3x3 layers: Winograd F(2x2, 3x3) and F(4x4, 3x3) against the GEMM form, forward, input
+// gradient and weight gradient; they set the Winograd thresholds in
+// core/kernels/conv2d/choose.cpp. The GFLOP/s counter is the direct form's FLOP count, so all
+// forms are on one scale.
 enum class WideForm { kWinograd, kWinograd4, kIm2col };
 
 void BM_Conv3x3Form(benchmark::State& state, Conv2dShape s, ConvPass pass, WideForm form) {
@@ -249,6 +249,10 @@ Conv2dShape task3_block3_conv2() { return Conv2dShape::make(70, 8, 8, 256, 3, 3,
       ->Unit(benchmark::kMicrosecond);                                                                       \
   BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_weight_grad_winograd, shape(), ConvPass::kWeightGrad,            \
                     WideForm::kWinograd)                                                                     \
+      ->UseRealTime()                                                                                        \
+      ->Unit(benchmark::kMicrosecond);                                                                       \
+  BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_weight_grad_winograd4x4, shape(), ConvPass::kWeightGrad,           \
+                    WideForm::kWinograd4)                                                                    \
       ->UseRealTime()                                                                                        \
       ->Unit(benchmark::kMicrosecond);                                                                       \
   BENCHMARK_CAPTURE(BM_Conv3x3Form, name##_weight_grad_im2col, shape(), ConvPass::kWeightGrad,              \

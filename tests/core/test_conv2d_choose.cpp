@@ -25,20 +25,20 @@ const std::vector<LabLayer> kLabLayers = {
     {"task1_conv1", 128, 28, 1, 4, F::kDirect, F::kDirect, F::kDirect},
     {"task1_conv2", 128, 14, 4, 8, F::kDirect, F::kDirect, F::kDirect},
     // Task 2 (MNIST, VGG-style): the 1-channel first layer keeps a direct weight gradient,
-    // every 64+ channel layer is Winograd: F(4x4) forward and input gradient (16 images are
-    // enough even at 7x7), F(2x2) for the weight gradient.
+    // every 64+ channel layer is Winograd F(4x4) in every pass (16 images are enough even at
+    // 7x7).
     {"task2_block1_conv1", 16, 28, 1, 64, F::kIm2col, F::kIm2col, F::kDirect},
-    {"task2_block1_conv2", 16, 28, 64, 64, F::kWinograd4, F::kWinograd4, F::kWinograd},
-    {"task2_block2_conv1", 16, 14, 64, 128, F::kWinograd4, F::kWinograd4, F::kWinograd},
-    {"task2_block2_conv2", 16, 14, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd},
-    {"task2_block3_conv1", 16, 7, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd},
-    {"task2_block3_conv2", 16, 7, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd},
+    {"task2_block1_conv2", 16, 28, 64, 64, F::kWinograd4, F::kWinograd4, F::kWinograd4},
+    {"task2_block2_conv1", 16, 14, 64, 128, F::kWinograd4, F::kWinograd4, F::kWinograd4},
+    {"task2_block2_conv2", 16, 14, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd4},
+    {"task2_block3_conv1", 16, 7, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd4},
+    {"task2_block3_conv2", 16, 7, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd4},
     // Task 3 (PatchCamelyon, RGB): the first layer is im2col in every pass.
     {"task3_block1_conv1", 70, 32, 3, 128, F::kIm2col, F::kIm2col, F::kIm2col},
-    {"task3_block1_conv2", 70, 32, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd},
-    {"task3_block2_conv1", 70, 16, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd},
-    {"task3_block3_conv1", 70, 8, 128, 256, F::kWinograd4, F::kWinograd4, F::kWinograd},
-    {"task3_block3_conv2", 70, 8, 256, 256, F::kWinograd4, F::kWinograd4, F::kWinograd},
+    {"task3_block1_conv2", 70, 32, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd4},
+    {"task3_block2_conv1", 70, 16, 128, 128, F::kWinograd4, F::kWinograd4, F::kWinograd4},
+    {"task3_block3_conv1", 70, 8, 128, 256, F::kWinograd4, F::kWinograd4, F::kWinograd4},
+    {"task3_block3_conv2", 70, 8, 256, 256, F::kWinograd4, F::kWinograd4, F::kWinograd4},
 };
 
 TEST(Conv2dChoose, TheLabsLayersGetTheseForms) {
@@ -76,9 +76,21 @@ TEST(Conv2dChoose, Winograd4x4NeedsEnoughImages) {
   const Conv2dShape valid = Conv2dShape::make(1, 31, 31, 64, 3, 3, 64, 1, false);
   EXPECT_EQ(conv2d_choose(Conv2dPass::kForward, valid), Conv2dForm::kWinograd);
   EXPECT_EQ(conv2d_choose(Conv2dPass::kInputGrad, valid), Conv2dForm::kWinograd4);
-  // No weight gradient in F(4x4), however many images.
-  EXPECT_EQ(conv2d_choose(Conv2dPass::kWeightGrad, Conv2dShape::make(256, 32, 32, 128, 3, 3, 128, 1, true)),
-            Conv2dForm::kWinograd);
+}
+
+// The weight gradient's F(4x4) needs 448 saved products: 4 images of 7x7 or 8x8, 3 of 14x14,
+// one of 16x16 or more.
+TEST(Conv2dChoose, Winograd4x4WeightGradientNeedsFewerImages) {
+  const auto weight_grad = [](int64_t batch, int64_t h) {
+    return conv2d_choose(Conv2dPass::kWeightGrad, Conv2dShape::make(batch, h, h, 128, 3, 3, 128, 1, true));
+  };
+  EXPECT_EQ(weight_grad(3, 8), Conv2dForm::kWinograd);   // 336
+  EXPECT_EQ(weight_grad(4, 8), Conv2dForm::kWinograd4);  // 448
+  EXPECT_EQ(weight_grad(4, 7), Conv2dForm::kWinograd4);
+  EXPECT_EQ(weight_grad(2, 14), Conv2dForm::kWinograd);   // 416
+  EXPECT_EQ(weight_grad(3, 14), Conv2dForm::kWinograd4);  // 624
+  EXPECT_EQ(weight_grad(1, 16), Conv2dForm::kWinograd4);  // 448
+  EXPECT_EQ(weight_grad(256, 32), Conv2dForm::kWinograd4);
 }
 
 // The GEMM forms, for shapes away from the direct and Winograd regions.

@@ -11,6 +11,9 @@
 //                             the N images, of the Ho x Wo output (of the H x W input for the
 //                             input gradient); e.g. from 14 images of 7x7 or 8x8, 8 of 14x14,
 //                             4 of 16x16, 2 of 28x28, 1 of 32x32
+//   weight_grad  winograd4x4  3x3, stride 1, C >= 32 and F >= 32, and F(4x4) saves at least 448
+//                             products per (c, f) pair over the Ho x Wo output: from 4 images of
+//                             7x7 or 8x8, 3 of 14x14, 1 of 16x16
 //   any          winograd     3x3, stride 1, C >= 32 and F >= 32
 //   forward      direct       KH*KW*C <= 9 and F <= 16, or stride 1, KH*KW*C <= 36 and F <= 8
 //   weight_grad  direct       KH*KW*C <= 9 and F <= 64, or stride 1, KH*KW*C <= 36 and F in {1,2,4,8}
@@ -27,7 +30,12 @@
 // eight 8x8). At 1344-1456 (twelve 8x8, seven 14x14) it is 1.01-1.05x, from 1536 on faster in
 // every run (fourteen 8x8: 1.09x, eight 14x14: 1.01x, sixteen: 1.07-1.2x). 14x14 images need
 // more of them than 16x16: their 4x4 tiles overhang to 16x16, while F(2x2)'s fit exactly.
-// F(4x4) has no weight gradient.
+//
+// The weight gradient, medians of 7 timings on Zen 5 at 1 and 2 threads, 128 channels unless
+// said: F(4x4) against F(2x2) 0.89-0.94x on one 8x8 image (112 saved), 0.96-0.99x on one 14x14
+// (208), from 448 on faster at both thread counts: 1.21-1.22x on four 8x8 images, 1.16-1.22x
+// on one 16x16 (64 channels), 1.18-1.35x on four 8x8 with 32 channels, 1.18-1.31x on 4-8
+// images of 14x14, 1.42-1.73x on the lab's layers at their batches.
 #include "core/kernels/conv2d/choose.h"
 
 #include "core/kernels/conv2d/forms.h"
@@ -42,6 +50,10 @@ constexpr int64_t kWinogradMinChannels = 32;
 // but its kernel transform costs 36 C F against 16 C F: it pays once it saves this many
 // products per (c, f) pair in one call.
 constexpr int64_t kWinograd4MinSavedProducts = 1536;
+// The weight gradient's F(4x4) pays sooner: its transforms of x and dy cost about what F(2x2)'s
+// do, and its threads share one set of sums (winograd_tiles.h), so only the kernel-gradient
+// transform (36 C F) is extra.
+constexpr int64_t kWinograd4WeightGradMinSavedProducts = 448;
 
 // Direct loops beat im2col + sgemm where the im2col matrix is thin: its few columns make
 // OpenBLAS run far below peak while im2col writes a matrix KH*KW times the input.
@@ -71,11 +83,12 @@ bool winograd_pays(const Conv2dShape& s) {
 // Winograd shapes where F(4x4) beats F(2x2). The input gradient runs as a convolution whose
 // output is the input, H x W.
 bool winograd4_pays(Conv2dPass pass, const Conv2dShape& s) {
-  if (pass == Conv2dPass::kWeightGrad) return false;
   const int64_t h = pass == Conv2dPass::kInputGrad ? s.H : s.Ho;
   const int64_t w = pass == Conv2dPass::kInputGrad ? s.W : s.Wo;
   const int64_t tiles2 = ((h + 1) / 2) * ((w + 1) / 2), tiles4 = ((h + 3) / 4) * ((w + 3) / 4);
-  return s.N * (16 * tiles2 - 36 * tiles4) >= kWinograd4MinSavedProducts;
+  const int64_t saved = s.N * (16 * tiles2 - 36 * tiles4);
+  return saved >= (pass == Conv2dPass::kWeightGrad ? kWinograd4WeightGradMinSavedProducts
+                                                    : kWinograd4MinSavedProducts);
 }
 
 bool small_stride1(const Conv2dShape& s, int64_t max_filters) {
@@ -122,7 +135,7 @@ bool conv2d_form_applies(Conv2dForm form, Conv2dPass pass, const Conv2dShape& s)
     case Conv2dForm::kDirect:
       return pass != Conv2dPass::kInputGrad || (stride1(s) && s.KH <= kConv2dDirectMaxKernelRows);
     case Conv2dForm::kWinograd: return s.KH == 3 && s.KW == 3 && stride1(s);
-    case Conv2dForm::kWinograd4: return s.KH == 3 && s.KW == 3 && stride1(s) && pass != Conv2dPass::kWeightGrad;
+    case Conv2dForm::kWinograd4: return s.KH == 3 && s.KW == 3 && stride1(s);
   }
   return false;
 }

@@ -16,7 +16,7 @@ enum class Conv2dForm {
   kTransposed,  // input gradient, stride 1: dy convolved with the rotated kernel (im2col + sgemm)
   kDirect,      // loops without a GEMM, for layers with few channels and filters
   kWinograd,    // Winograd F(2x2, 3x3): 3x3, stride 1
-  kWinograd4,   // Winograd F(4x4, 3x3): 3x3, stride 1; forward and input gradient only
+  kWinograd4,   // Winograd F(4x4, 3x3): 3x3, stride 1
 };
 
 // The form conv2d_forward (kForward), conv2d_backward_input (kInputGrad) or

@@ -379,8 +379,8 @@ void conv2d_backward_weight_as(Conv2dForm form, const Conv2dShape& s, const floa
     case Conv2dForm::kPointwise: return conv2d_backward_weight_pointwise(s, x, dy, dw, db);
     case Conv2dForm::kDirect: return conv2d_backward_weight_direct(s, x, dy, dw, db);
     case Conv2dForm::kWinograd: return conv2d_backward_weight_winograd(s, x, dy, dw, db);
-    case Conv2dForm::kTransposed:
-    case Conv2dForm::kWinograd4: break;
+    case Conv2dForm::kWinograd4: return conv2d_backward_weight_winograd4(s, x, dy, dw, db);
+    case Conv2dForm::kTransposed: break;
   }
   form_does_not_apply(form, Conv2dPass::kWeightGrad, s);
 }

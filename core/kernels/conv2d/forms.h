@@ -25,7 +25,7 @@ void conv2d_backward_weight_as(Conv2dForm form, const Conv2dShape& s, const floa
                                const float* dy, float* dw, float* db);
 
 // The forms (conv2d.cpp: im2col, pointwise, transposed; direct.cpp; winograd.cpp: F(2x2, 3x3);
-// winograd4.cpp: F(4x4, 3x3), which has no weight gradient).
+// winograd4.cpp: F(4x4, 3x3)).
 void conv2d_forward_im2col(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);
 void conv2d_forward_pointwise(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);
 void conv2d_forward_direct(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);
@@ -43,6 +43,7 @@ void conv2d_backward_weight_im2col(const Conv2dShape& s, const float* x, const f
 void conv2d_backward_weight_pointwise(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db);
 void conv2d_backward_weight_direct(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db);
 void conv2d_backward_weight_winograd(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db);
+void conv2d_backward_weight_winograd4(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db);
 
 // Direct loops in double, no GEMM (naive.cpp): the test oracle and the benchmark baseline.
 void conv2d_forward_naive(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);

@@ -17,8 +17,6 @@
 // Accuracy: F(2x2, 3x3) uses only the points 0, 1, -1 and infinity; its transforms are exact
 // in float up to a factor 1/2 in G, so it rounds like the direct form within a few ulps per
 // sum (the tests compare it with naive.cpp's double sums at 1e-4 relative).
-#include <cblas.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -34,8 +32,6 @@ using winograd::kChannelBlock;
 using winograd::place_of;
 using winograd::TilePlace;
 using winograd::Tiling;
-using winograd::tile_blocks;
-using winograd::Blocks;
 
 constexpr int64_t kSide = 2;  // outputs per tile side
 
@@ -79,9 +75,9 @@ void transform_kernel(int64_t C, int64_t F, const float* __restrict w, float* __
 // V[xi][t][c] = (B^T d B)[xi] for the 4x4 input patch d of tile t (zero outside the image);
 // B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
 void transform_input(const Conv2dShape& s, const Tiling& tl, const float* __restrict x, int64_t t0,
-                     int64_t tiles, float* __restrict v) {
+                     int64_t tiles, int64_t plane_tiles, float* __restrict v) {
   const int64_t C = s.C;
-  const int64_t plane = tiles * C;  // floats between consecutive xi
+  const int64_t plane = plane_tiles * C;  // floats between consecutive xi
   alignas(64) float d[16][kChannelBlock];
   alignas(64) float r[16][kChannelBlock];
   for (int64_t t = 0; t < tiles; ++t) {
@@ -183,9 +179,9 @@ void transform_output(const Conv2dShape& s, const Tiling& tl, const float* __res
 // The forward pass is y = A^T (U .* V) A per tile, so the gradient of U is Z .* V, summed over
 // the tiles: for each xi a GEMM V[xi]^T Z[xi].
 void transform_output_grad(const Conv2dShape& s, const Tiling& tl, const float* __restrict dy, int64_t t0,
-                           int64_t tiles, float* __restrict z) {
+                           int64_t tiles, int64_t plane_tiles, float* __restrict z) {
   const int64_t F = s.F;
-  const int64_t plane = tiles * F;
+  const int64_t plane = plane_tiles * F;
   alignas(64) float r[8][kChannelBlock];  // A dy: 4 rows of 2
   for (int64_t t = 0; t < tiles; ++t) {
     const TilePlace p = place_of(s, tl, t0 + t);
@@ -269,7 +265,7 @@ void winograd2(const Conv2dShape& s, const float* x, const float* w, const float
   Workspace u(16 * s.C * s.F);
   transform_kernel(s.C, s.F, w, u.data());
   winograd::forward_blocks(
-      s, tl, 16, u.data(), [&](int64_t t0, int64_t tiles, float* v) { transform_input(s, tl, x, t0, tiles, v); },
+      s, tl, 16, u.data(), [&](int64_t t0, int64_t tiles, float* v) { transform_input(s, tl, x, t0, tiles, tiles, v); },
       [&](const float* m, int64_t t0, int64_t tiles) { transform_output(s, tl, m, t0, tiles, b, accumulate, y); });
 }
 
@@ -281,41 +277,15 @@ void conv2d_forward_winograd(const Conv2dShape& s, const float* x, const float* 
 
 void conv2d_backward_weight_winograd(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db) {
   if (db) conv2d_add_bias_grad(s.rows(), s.F, dy, db);
-  const int64_t C = s.C, F = s.F;
   const Tiling tl = winograd::tiling_of(s, kSide);
-  const int threads = omp_get_max_threads();
-  const Blocks bl = tile_blocks(tl.total, 16 * (C + F), threads);
-  // Per thread: V and Z of one block, and the thread's running sums M (16 x C x F).
-  const int64_t sums = 16 * C * F;
-  const int64_t per_thread = 16 * bl.size * (C + F) + sums;
-  Workspace scratch(per_thread * threads);
-  const int64_t sums_at = 16 * bl.size * (C + F);  // offset of M in a thread's part
-  for (int t = 0; t < threads; ++t) std::fill_n(scratch.data() + per_thread * t + sums_at, sums, 0.0f);
-#pragma omp parallel
-  {
-    float* v = scratch.data() + per_thread * omp_get_thread_num();
-    float* z = v + 16 * bl.size * C;
-    float* m = v + sums_at;
-#pragma omp for schedule(static, 1)
-    for (int64_t bi = 0; bi < bl.count; ++bi) {
-      const int64_t t0 = bi * bl.size;
-      const int64_t tiles = std::min(bl.size, tl.total - t0);
-      if (tiles <= 0) continue;
-      transform_input(s, tl, x, t0, tiles, v);
-      transform_output_grad(s, tl, dy, t0, tiles, z);
-      for (int64_t xi = 0; xi < 16; ++xi) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(C), static_cast<int>(F),
-                    static_cast<int>(tiles), 1.0f, v + xi * tiles * C, static_cast<int>(C), z + xi * tiles * F,
-                    static_cast<int>(F), 1.0f, m + xi * C * F, static_cast<int>(F));
-      }
-    }
-  }
-  // The threads' sums into the first thread's, then back through the kernel transform.
-  float* total = scratch.data() + sums_at;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < sums; ++i)
-    for (int t = 1; t < threads; ++t) total[i] += scratch.data()[per_thread * t + sums_at + i];
-  transform_kernel_grad(C, F, total, dw);
+  winograd::weight_grad_blocks(
+      s, tl, 16, [&](int64_t t0, int64_t tiles, int64_t plane_tiles, float* v) {
+        transform_input(s, tl, x, t0, tiles, plane_tiles, v);
+      },
+      [&](int64_t t0, int64_t tiles, int64_t plane_tiles, float* z) {
+        transform_output_grad(s, tl, dy, t0, tiles, plane_tiles, z);
+      },
+      [&](const float* m) { transform_kernel_grad(s.C, s.F, m, dw); });
 }
 
 void conv2d_backward_input_winograd(const Conv2dShape& s, const float* dy, const float* w, float* dx) {

@@ -1,6 +1,6 @@
 // Internal to the Winograd forms (winograd.cpp: F(2x2, 3x3); winograd4.cpp: F(4x4, 3x3)): how
 // a layer's output is cut into square tiles, how the tiles are grouped into per-thread blocks,
-// and the block loop both forward passes run. A form supplies its tile side, its number of
+// and the block loops of the forward pass and the weight gradient. A form supplies its tile side, its number of
 // element-wise products per tile (16 or 36) and its transforms.
 #pragma once
 
@@ -88,6 +88,54 @@ void forward_blocks(const Conv2dShape& s, const Tiling& tl, int64_t products, co
     }
     transform_output(m, t0, tiles);
   }
+}
+
+// The weight gradient's block loop. The sums over the tiles, M[xi] (C x F) += V[xi]^T Z[xi],
+// are one set shared by all threads: the threads transform each block of tiles together
+// (transform_input(t0, tiles, plane_tiles, v) -> V [products][plane_tiles][C], and
+// transform_output_grad likewise -> Z [products][plane_tiles][F], each thread a share of the
+// block's tiles), then split the block's GEMMs by product, so each M[xi] has one writer. The
+// form that gave each thread its own blocks and its own M (products x C x F, 2.4 MB for F(4x4)
+// on 128 channels) spent more time zeroing and adding those copies than in the GEMMs on small
+// batches: two threads were slower than one. transform_kernel_grad(m) then carries the sums
+// back through the kernel transform.
+template <class TransformInput, class TransformOutputGrad, class TransformKernelGrad>
+void weight_grad_blocks(const Conv2dShape& s, const Tiling& tl, int64_t products,
+                        TransformInput transform_input, TransformOutputGrad transform_output_grad,
+                        TransformKernelGrad transform_kernel_grad) {
+  const int64_t C = s.C, F = s.F;
+  const int threads = omp_get_max_threads();
+  // One block at a time for all threads: the budget is the threads' together.
+  const int64_t cap = std::clamp<int64_t>(kTileFloatsBudget * threads / (products * (C + F)), 16,
+                                          kMaxBlockTiles * threads);
+  const int64_t count = (tl.total + cap - 1) / cap;
+  const int64_t size = (tl.total + count - 1) / count;
+  Workspace scratch(products * (size * (C + F) + C * F));
+  float* v = scratch.data();
+  float* z = v + products * size * C;
+  float* m = z + products * size * F;
+#pragma omp parallel
+  {
+    const int64_t nt = omp_get_num_threads(), me = omp_get_thread_num();
+    for (int64_t bi = 0; bi < count; ++bi) {
+      const int64_t t0 = bi * size;
+      const int64_t tiles = std::min(size, tl.total - t0);
+      const int64_t a = tiles * me / nt, b = tiles * (me + 1) / nt;
+      if (b > a) {
+        transform_input(t0 + a, b - a, tiles, v + a * C);
+        transform_output_grad(t0 + a, b - a, tiles, z + a * F);
+      }
+#pragma omp barrier
+      // The first block writes M (beta 0), the others add to it.
+#pragma omp for schedule(static)
+      for (int64_t xi = 0; xi < products; ++xi) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(C), static_cast<int>(F),
+                    static_cast<int>(tiles), 1.0f, v + xi * tiles * C, static_cast<int>(C), z + xi * tiles * F,
+                    static_cast<int>(F), bi == 0 ? 0.0f : 1.0f, m + xi * C * F, static_cast<int>(F));
+      }
+    }
+  }
+  transform_kernel_grad(m);
 }
 
 }  // namespace kiln::winograd
