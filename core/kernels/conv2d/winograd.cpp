@@ -78,7 +78,7 @@ void transform_input(const Conv2dShape& s, const Tiling& tl, const float* __rest
                      int64_t tiles, int64_t plane_tiles, float* __restrict v) {
   const int64_t C = s.C;
   const int64_t plane = plane_tiles * C;  // floats between consecutive xi
-  alignas(64) float d[16][kChannelBlock];
+  const float* d[16];  // the patch's pixels, read in place (kZeros outside the image)
   alignas(64) float r[16][kChannelBlock];
   for (int64_t t = 0; t < tiles; ++t) {
     const TilePlace p = place_of(s, tl, t0 + t);
@@ -90,13 +90,8 @@ void transform_input(const Conv2dShape& s, const Tiling& tl, const float* __rest
         const int64_t iy = iy0 + i;
         for (int j = 0; j < 4; ++j) {
           const int64_t ix = ix0 + j;
-          float* dst = d[i * 4 + j];
-          if (iy < 0 || iy >= s.H || ix < 0 || ix >= s.W) {
-            for (int64_t k = 0; k < cb; ++k) dst[k] = 0.0f;
-          } else {
-            const float* src = x + ((n * s.H + iy) * s.W + ix) * C + c0;
-            for (int64_t k = 0; k < cb; ++k) dst[k] = src[k];
-          }
+          const bool inside = iy >= 0 && iy < s.H && ix >= 0 && ix < s.W;
+          d[i * 4 + j] = inside ? x + ((n * s.H + iy) * s.W + ix) * C + c0 : winograd::kZeros;
         }
       }
       for (int j = 0; j < 4; ++j) {  // B^T d: combine rows

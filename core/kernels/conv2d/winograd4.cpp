@@ -163,7 +163,7 @@ void transform_input(const Conv2dShape& s, const Tiling& tl, const float* __rest
                      int64_t tiles, int64_t plane_tiles, float* __restrict v) {
   const int64_t C = s.C;
   const int64_t plane = plane_tiles * C;  // floats between consecutive xi
-  alignas(64) float d[kProducts][kChannelBlock];
+  const float* d[kProducts];  // the patch's pixels, read in place (kZeros outside the image)
   alignas(64) float r[kProducts][kChannelBlock];
   for (int64_t t = 0; t < tiles; ++t) {
     const TilePlace p = place_of(s, tl, t0 + t);
@@ -174,12 +174,8 @@ void transform_input(const Conv2dShape& s, const Tiling& tl, const float* __rest
         const int64_t iy = iy0 + i;
         for (int j = 0; j < kPatch; ++j) {
           const int64_t ix = ix0 + j;
-          float* dst = d[i * kPatch + j];
-          if (iy < 0 || iy >= s.H || ix < 0 || ix >= s.W) {
-            std::fill_n(dst, cb, 0.0f);
-          } else {
-            std::copy_n(x + ((p.n * s.H + iy) * s.W + ix) * C + c0, cb, dst);
-          }
+          const bool inside = iy >= 0 && iy < s.H && ix >= 0 && ix < s.W;
+          d[i * kPatch + j] = inside ? x + ((p.n * s.H + iy) * s.W + ix) * C + c0 : winograd::kZeros;
         }
       }
       for (int j = 0; j < kPatch; ++j) {  // B^T d: combine rows
@@ -243,7 +239,7 @@ void transform_output_grad(const Conv2dShape& s, const Tiling& tl, const float* 
                            int64_t tiles, int64_t plane_tiles, float* __restrict z) {
   const int64_t F = s.F;
   const int64_t plane = plane_tiles * F;
-  alignas(64) float d[kOut * kOut][kChannelBlock];     // the tile's dy, zero outside the output
+  const float* d[kOut * kOut];  // the tile's dy, read in place (kZeros outside the output)
   alignas(64) float r[kPatch * kOut][kChannelBlock];   // A dy: 6 rows of 4
   for (int64_t t = 0; t < tiles; ++t) {
     const TilePlace p = place_of(s, tl, t0 + t);
@@ -251,11 +247,8 @@ void transform_output_grad(const Conv2dShape& s, const Tiling& tl, const float* 
     for (int64_t f0 = 0; f0 < F; f0 += kChannelBlock) {
       const int64_t fb = std::min(kChannelBlock, F - f0);
       for (int64_t i = 0; i < kOut; ++i)
-        for (int64_t j = 0; j < kOut; ++j) {
-          float* dst = d[i * kOut + j];
-          if (i < p.rows && j < p.cols) std::copy_n(dt + (i * s.Wo + j) * F + f0, fb, dst);
-          else std::fill_n(dst, fb, 0.0f);
-        }
+        for (int64_t j = 0; j < kOut; ++j)
+          d[i * kOut + j] = i < p.rows && j < p.cols ? dt + (i * s.Wo + j) * F + f0 : winograd::kZeros;
       for (int j = 0; j < kOut; ++j) {  // A dy: combine rows
         output_grad_1d(d[0 * kOut + j], d[1 * kOut + j], d[2 * kOut + j], d[3 * kOut + j], r[0 * kOut + j],
                        r[1 * kOut + j], r[2 * kOut + j], r[3 * kOut + j], r[4 * kOut + j], r[5 * kOut + j], fb);

@@ -19,6 +19,9 @@ constexpr int64_t kTileFloatsBudget = int64_t{1} << 20;  // per thread: V and M 
 constexpr int64_t kMaxBlockTiles = 256;
 constexpr int64_t kChannelBlock = 64;  // channels / filters a transform step keeps in registers
 
+// What a transform reads for a pixel outside the image (or a tile's overhang): kChannelBlock zeros.
+alignas(64) inline constexpr float kZeros[kChannelBlock] = {};
+
 // side x side output tiles over the Ho x Wo output of every image, the last ones clipped.
 struct Tiling {
   int64_t side, rows, cols, per_image, total;  // tiles per output column, per row, per image, in all
