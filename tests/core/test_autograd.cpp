@@ -388,6 +388,28 @@ TEST_F(ThreadCount, SeededFillsDoNotDependOnTheThreadCount) {
   EXPECT_EQ(dropout(Tensor::ones(s), 0.5f, true, 99).to_vector(), d1);
 }
 
+// L2 penalty: lambda * sum(w^2) against a plain double sum, on a size that is not a multiple of
+// its eight running sums; its gradient 2 * lambda * w added to what is there, on either thread
+// count (the gradient loop is parallel from 32,768 weights).
+TEST_F(ThreadCount, L2PenaltyValueAndGradient) {
+  const int64_t n = 100003;
+  Tensor w = Tensor::uniform({n}, -1.0f, 1.0f, 5).set_requires_grad();
+  const std::vector<float> pw = w.to_vector();
+  double want = 0.0;
+  for (const float v : pw) want += static_cast<double>(v) * v;
+  want *= 1e-4;
+  for (const int threads : {1, 2}) {
+    set_num_threads(threads);
+    w.zero_grad();
+    const Tensor loss = l2_penalty(w, 1e-4f);
+    EXPECT_NEAR(loss.item(), want, 1e-6 * want) << threads << " threads";
+    loss.backward();
+    const std::vector<float> g = w.grad().to_vector();
+    for (int64_t i = 0; i < n; i += 997) ASSERT_FLOAT_EQ(g[i], 2e-4f * pw[i]) << i;
+    EXPECT_FLOAT_EQ(g[n - 1], 2e-4f * pw[n - 1]);
+  }
+}
+
 TEST(Random, DropoutMaskFollowsTheSeedAndScalesTheKeptElements) {
   const Tensor x = Tensor::ones({100, 100});
   const std::vector<float> a = dropout(x, 0.25f, true, 5).to_vector();
