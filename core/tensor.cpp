@@ -284,6 +284,13 @@ float* Tensor::grad_data() const {
   return impl_->grad.get();
 }
 
+float* Tensor::grad_data_or_fresh(bool& fresh) const {
+  checked(impl_, "grad_data_or_fresh");
+  fresh = !impl_->grad;
+  if (fresh) impl_->grad = alloc_floats(impl_->numel);
+  return impl_->grad.get();
+}
+
 void Tensor::zero_grad() {
   checked(impl_, "zero_grad");
   impl_->grad.reset();

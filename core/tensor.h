@@ -90,6 +90,10 @@ class Tensor {
   Tensor grad() const;
   // Pointer to the gradient buffer, zero-filled on first use. Backward closures add into it.
   float* grad_data() const;
+  // The same buffer for a backward kernel that can write as well as add: when the buffer does
+  // not exist yet it is allocated without the zero fill and `fresh` is set, and the caller must
+  // then write every element (=) instead of adding (+=). Saves a pass over memory.
+  float* grad_data_or_fresh(bool& fresh) const;
   void zero_grad();  // drops the gradient buffer
   // Reverse-mode pass from this scalar: topological order found iteratively, each node's
   // closure called once in reverse order, gradients added (+=) into leaves, graph freed.

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 namespace kiln {
@@ -63,7 +64,7 @@ void normalise(int64_t M, int64_t C, const float* x, const float* mean, const fl
 template <bool Masked>
 void backward_train(int64_t M, int64_t C, const float* x, const float* gamma, const float* mean,
                     const float* inv_std, const float* dy, const float* z, float* dx, float* dgamma,
-                    float* dbeta, const BatchStatsReduce* reduce, int64_t rows) {
+                    float* dbeta, const BatchStatsReduce* reduce, int64_t rows, bool overwrite_dx) {
   const auto grad = [&](int64_t i) {
     if constexpr (Masked) return relu_masked(dy[i], z[i]);
     return dy[i];
@@ -98,12 +99,20 @@ void backward_train(int64_t M, int64_t C, const float* x, const float* gamma, co
   const float* kp = k.data();
   const float* ap = a.data();
   const float* bp = b.data();
+  const auto dx_rows = [&](auto overwrite) {
 #pragma omp parallel for schedule(static)
-  for (int64_t m = 0; m < M; ++m) {
-    const float* xr = x + m * C;
-    float* dxr = dx + m * C;
-    for (int64_t c = 0; c < C; ++c) dxr[c] += kp[c] * grad(m * C + c) + ap[c] * (xr[c] - mean[c]) + bp[c];
-  }
+    for (int64_t m = 0; m < M; ++m) {
+      const float* xr = x + m * C;
+      float* dxr = dx + m * C;
+      for (int64_t c = 0; c < C; ++c) {
+        const float d = kp[c] * grad(m * C + c) + ap[c] * (xr[c] - mean[c]) + bp[c];
+        if constexpr (decltype(overwrite)::value) dxr[c] = d;
+        else dxr[c] += d;
+      }
+    }
+  };
+  if (overwrite_dx) dx_rows(std::true_type{});
+  else dx_rows(std::false_type{});
 }
 
 }  // namespace
@@ -156,11 +165,12 @@ void batch_norm_forward_eval(int64_t M, int64_t C, const float* x, const float* 
 void batch_norm_backward_train(int64_t M, int64_t C, const float* x, const float* gamma,
                                const float* mean, const float* inv_std, const float* dy,
                                float* dx, float* dgamma, float* dbeta,
-                               const BatchStatsReduce* reduce, int64_t rows, const float* relu_out) {
+                               const BatchStatsReduce* reduce, int64_t rows, const float* relu_out,
+                               bool overwrite_dx) {
   if (relu_out)
-    backward_train<true>(M, C, x, gamma, mean, inv_std, dy, relu_out, dx, dgamma, dbeta, reduce, rows);
+    backward_train<true>(M, C, x, gamma, mean, inv_std, dy, relu_out, dx, dgamma, dbeta, reduce, rows, overwrite_dx);
   else
-    backward_train<false>(M, C, x, gamma, mean, inv_std, dy, nullptr, dx, dgamma, dbeta, reduce, rows);
+    backward_train<false>(M, C, x, gamma, mean, inv_std, dy, nullptr, dx, dgamma, dbeta, reduce, rows, overwrite_dx);
 }
 
 void batch_norm_forward_train_naive(int64_t M, int64_t C, const float* x, const float* gamma,

@@ -33,12 +33,13 @@ void batch_norm_forward_eval(int64_t M, int64_t C, const float* x, const float* 
 // forward returned): dx takes the other processes' dy into account through the shared
 // statistics; dgamma and dbeta stay this process's part (summed later with the other
 // gradients). With relu_out (the output of a forward with relu), dy is the gradient of that
-// ReLU's output, and the batch norm's own is taken as relu_out > 0 ? dy : 0 on the fly.
+// ReLU's output, and the batch norm's own is taken as relu_out > 0 ? dy : 0 on the fly. With
+// overwrite_dx, dx is written (=), not added into (for a gradient buffer not yet filled).
 void batch_norm_backward_train(int64_t M, int64_t C, const float* x, const float* gamma,
                                const float* mean, const float* inv_std, const float* dy,
                                float* dx, float* dgamma, float* dbeta,
                                const BatchStatsReduce* reduce = nullptr, int64_t rows = 0,
-                               const float* relu_out = nullptr);
+                               const float* relu_out = nullptr, bool overwrite_dx = false);
 
 void batch_norm_forward_train_naive(int64_t M, int64_t C, const float* x, const float* gamma,
                                     const float* beta, float eps, float* y, float* mean, float* var,

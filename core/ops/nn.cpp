@@ -145,11 +145,12 @@ Tensor batch_norm_op(const char* op, const Tensor& x, const Tensor& gamma, const
       rv[c] = momentum * rv[c] + (1.0f - momentum) * var[c];
     }
     record(out, op, {x, gamma, beta}, [x, gamma, beta, z, mean, inv_std, M, C, sync, rows](const Tensor& g) {
-      batch_norm_backward_train(M, C, x.data(), gamma.data(), mean->data(), inv_std->data(),
-                                g.data(), x.requires_grad() ? x.grad_data() : nullptr,
+      bool fresh = false;  // x's gradient not yet filled: written, not added to
+      float* dx = x.requires_grad() ? x.grad_data_or_fresh(fresh) : nullptr;
+      batch_norm_backward_train(M, C, x.data(), gamma.data(), mean->data(), inv_std->data(), g.data(), dx,
                                 gamma.requires_grad() ? gamma.grad_data() : nullptr,
                                 beta.requires_grad() ? beta.grad_data() : nullptr,
-                                sync ? &sync : nullptr, rows, z.defined() ? z.data() : nullptr);
+                                sync ? &sync : nullptr, rows, z.defined() ? z.data() : nullptr, fresh);
     });
     return out;
   }

@@ -354,6 +354,16 @@ std::vector<GradCase> norm_and_dropout_cases() {
                    {Init::Normal, Init::Positive, Init::Normal}});
   cases.push_back({"batch_norm_train_nc", {{6, 4}, {4}, {4}}, bn_train,
                    {Init::Normal, Init::Positive, Init::Normal}});
+  // x also feeds another op, and the two gradients must add up whichever arrives first: the
+  // batch norm writes x's gradient buffer when it finds it empty, adds into it otherwise. In
+  // the first case tanh's gradient arrives first, in the second the batch norm's (forcing the
+  // write in the batch norm fails the first).
+  cases.push_back({"batch_norm_train_shared_input", {{2, 3, 4, 3}, {3}, {3}},
+                   [bn_train](const std::vector<Tensor>& in) { return bn_train(in) + tanh(in[0]); },
+                   {Init::Normal, Init::Positive, Init::Normal}});
+  cases.push_back({"batch_norm_train_shared_input_bn_first", {{2, 3, 4, 3}, {3}, {3}},
+                   [bn_train](const std::vector<Tensor>& in) { return tanh(in[0]) + bn_train(in); },
+                   {Init::Normal, Init::Positive, Init::Normal}});
   // Few rows per channel: the batch statistics dominate the gradient.
   cases.push_back({"batch_norm_train_small_batch", {{3, 2}, {2}, {2}}, bn_train,
                    {Init::Normal, Init::Positive, Init::Normal}});

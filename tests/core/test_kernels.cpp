@@ -618,6 +618,17 @@ TEST_P(BatchNormKernels, TrainBackwardMatchesNaiveAndAccumulates) {
                             nullptr, dg_only.data(), nullptr);
   EXPECT_LE(relative_error(dx_only, dx_n), kTolerance);
   EXPECT_LE(relative_error(dg_only, dg_n), kTolerance);
+
+  // overwrite_dx writes every element of dx (here NaN before), with and without the ReLU mask.
+  for (const bool masked : {false, true}) {
+    SCOPED_TRACE(masked ? "with relu_out" : "without relu_out");
+    const std::vector<float> all_positive(x.size(), 1.0f);  // a mask that keeps everything
+    std::vector<float> written(x.size(), std::numeric_limits<float>::quiet_NaN());
+    batch_norm_backward_train(M, C, x.data(), gamma.data(), mean.data(), inv_std.data(), dy.data(),
+                              written.data(), nullptr, nullptr, nullptr, 0,
+                              masked ? all_positive.data() : nullptr, /*overwrite_dx=*/true);
+    EXPECT_LE(relative_error(written, dx_n), kTolerance);
+  }
 }
 
 TEST_P(BatchNormKernels, WithReluMatchesBatchNormThenRelu) {
