@@ -70,7 +70,11 @@ Tensor conv2d_op(const char* op, const Tensor& x, const Tensor& w, const Tensor&
       relu_mask(g.numel(), g.data(), z.data(), masked->data());
     }
     const float* dy = masked ? masked->data() : g.data();
-    if (x.requires_grad()) conv2d_backward_input(s, dy, w.data(), x.grad_data());
+    if (x.requires_grad()) {
+      bool fresh = false;  // x's gradient not yet filled: written, not added to
+      float* dx = x.grad_data_or_fresh(fresh);
+      conv2d_backward_input(s, dy, w.data(), dx, fresh);
+    }
     const bool need_db = b.defined() && b.requires_grad();
     if (w.requires_grad()) {
       conv2d_backward_weight(s, x.data(), dy, w.grad_data(), need_db ? b.grad_data() : nullptr);

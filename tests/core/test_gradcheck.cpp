@@ -305,6 +305,16 @@ std::vector<GradCase> conv_cases() {
     };
     cases.push_back(c);
   }
+  // x also feeds tanh: conv2d writes x's gradient buffer when it finds it empty, adds into it
+  // otherwise; both arrival orders must add up.
+  cases.push_back({"conv2d_shared_input", {{2, 4, 5, 2}, {3, 3, 2, 3}},
+                   [](const std::vector<Tensor>& in) {
+                     return mean(conv2d(in[0], in[1], Tensor(), 1, Padding::Same)) + tanh(in[0]);
+                   }});
+  cases.push_back({"conv2d_shared_input_swapped", {{2, 4, 5, 2}, {3, 3, 2, 3}},
+                   [](const std::vector<Tensor>& in) {
+                     return tanh(in[0]) + mean(conv2d(in[0], in[1], Tensor(), 1, Padding::Same));
+                   }});
   // A frozen kernel (a constant, not an input): the bias gradient is taken without the kernel's.
   cases.push_back({"conv2d_3x3_frozen_kernel_bias", {{2, 5, 6, 3}, {4}},
                    [](const std::vector<Tensor>& in) {

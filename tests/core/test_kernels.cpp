@@ -271,6 +271,14 @@ TEST_P(Conv2dKernels, EveryFormThatAppliesMatchesNaive) {
   // im2col and direct always apply to the forward pass and the weight gradient, im2col to
   // the input gradient.
   EXPECT_GE(forms_run, 5);
+
+  // conv2d_backward_input with overwrite writes every element of dx (NaN before), whichever
+  // form it picks: the Winograd forms write it themselves, the others after zeroing it.
+  const Conv2dForm chosen = conv2d_choose(Conv2dPass::kInputGrad, d.s);
+  SCOPED_TRACE(std::string("input gradient written, ") + conv2d_form_name(chosen));
+  std::vector<float> written(static_cast<size_t>(n), std::numeric_limits<float>::quiet_NaN());
+  conv2d_backward_input(d.s, d.dy.data(), d.w.data(), written.data(), /*overwrite=*/true);
+  EXPECT_LE(relative_error(written, naive_dx), form_tolerance(chosen));
 }
 
 const std::vector<ConvCase> kConvCases = {

@@ -389,8 +389,12 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
   conv2d_forward_as(conv2d_choose(Conv2dPass::kForward, s), s, x, w, b, y);
 }
 
-void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
-  conv2d_backward_input_as(conv2d_choose(Conv2dPass::kInputGrad, s), s, dy, w, dx);
+void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w, float* dx, bool overwrite) {
+  const Conv2dForm form = conv2d_choose(Conv2dPass::kInputGrad, s);
+  if (overwrite && form == Conv2dForm::kWinograd) return conv2d_backward_input_winograd(s, dy, w, dx, true);
+  if (overwrite && form == Conv2dForm::kWinograd4) return conv2d_backward_input_winograd4(s, dy, w, dx, true);
+  if (overwrite) std::fill_n(dx, s.N * s.H * s.W * s.C, 0.0f);
+  conv2d_backward_input_as(form, s, dy, w, dx);
 }
 
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw,

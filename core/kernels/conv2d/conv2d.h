@@ -29,8 +29,10 @@ struct Conv2dShape {
 
 // y = conv(x, w) + b (b may be null). y is overwritten.
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y);
-// dx += conv_transpose(dy, w)
-void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w, float* dx);
+// dx += conv_transpose(dy, w); with overwrite, dx = conv_transpose(dy, w) (for a gradient
+// buffer not yet filled: the Winograd forms write it directly, the others zero it first).
+void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w, float* dx,
+                           bool overwrite = false);
 // dw += im2col(x)^T dy ; db += sum of dy over N,Ho,Wo (db may be null)
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw,
                             float* db);

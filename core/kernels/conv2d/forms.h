@@ -36,8 +36,11 @@ void conv2d_backward_input_im2col(const Conv2dShape& s, const float* dy, const f
 void conv2d_backward_input_pointwise(const Conv2dShape& s, const float* dy, const float* w, float* dx);
 void conv2d_backward_input_transposed(const Conv2dShape& s, const float* dy, const float* w, float* dx);
 void conv2d_backward_input_direct(const Conv2dShape& s, const float* dy, const float* w, float* dx);
-void conv2d_backward_input_winograd(const Conv2dShape& s, const float* dy, const float* w, float* dx);
-void conv2d_backward_input_winograd4(const Conv2dShape& s, const float* dy, const float* w, float* dx);
+// The Winograd forms can also write dx (=) instead of adding into it (overwrite).
+void conv2d_backward_input_winograd(const Conv2dShape& s, const float* dy, const float* w, float* dx,
+                                    bool overwrite = false);
+void conv2d_backward_input_winograd4(const Conv2dShape& s, const float* dy, const float* w, float* dx,
+                                     bool overwrite = false);
 
 void conv2d_backward_weight_im2col(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db);
 void conv2d_backward_weight_pointwise(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db);
@@ -63,7 +66,8 @@ void conv2d_sum_by_filter(const float* dy, int64_t rows, int64_t F, double* sums
 Conv2dShape conv2d_transposed_shape(const Conv2dShape& s);
 void conv2d_rotate_kernel(const Conv2dShape& s, const float* w, float* rotated);
 // That input gradient run through a form's forward: forward(t, dy, rotated, dx) must ADD the
-// convolution of dy (shape t = conv2d_transposed_shape(s)) with the rotated kernel into dx.
+// convolution of dy (shape t = conv2d_transposed_shape(s)) with the rotated kernel into dx (or
+// write it, for a caller that asked to overwrite dx: the output of t covers all of dx).
 template <typename Forward>
 void conv2d_backward_input_by_rotation(const Conv2dShape& s, const float* dy, const float* w, float* dx,
                                        Forward&& forward) {

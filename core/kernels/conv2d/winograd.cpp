@@ -283,9 +283,10 @@ void conv2d_backward_weight_winograd(const Conv2dShape& s, const float* x, const
       [&](const float* m) { transform_kernel_grad(s.C, s.F, m, dw); });
 }
 
-void conv2d_backward_input_winograd(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
-  conv2d_backward_input_by_rotation(s, dy, w, dx, [](const Conv2dShape& t, const float* g, const float* r, float* out) {
-    winograd2(t, g, r, nullptr, /*accumulate=*/true, out);
+void conv2d_backward_input_winograd(const Conv2dShape& s, const float* dy, const float* w, float* dx,
+                                    bool overwrite) {
+  conv2d_backward_input_by_rotation(s, dy, w, dx, [overwrite](const Conv2dShape& t, const float* g, const float* r, float* out) {
+    winograd2(t, g, r, nullptr, /*accumulate=*/!overwrite, out);
   });
 }
 

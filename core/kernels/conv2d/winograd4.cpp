@@ -306,9 +306,10 @@ void conv2d_forward_winograd4(const Conv2dShape& s, const float* x, const float*
   winograd4(s, x, w, b, /*accumulate=*/false, y);
 }
 
-void conv2d_backward_input_winograd4(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
-  conv2d_backward_input_by_rotation(s, dy, w, dx, [](const Conv2dShape& t, const float* g, const float* r, float* out) {
-    winograd4(t, g, r, nullptr, /*accumulate=*/true, out);
+void conv2d_backward_input_winograd4(const Conv2dShape& s, const float* dy, const float* w, float* dx,
+                                     bool overwrite) {
+  conv2d_backward_input_by_rotation(s, dy, w, dx, [overwrite](const Conv2dShape& t, const float* g, const float* r, float* out) {
+    winograd4(t, g, r, nullptr, /*accumulate=*/!overwrite, out);
   });
 }
 
