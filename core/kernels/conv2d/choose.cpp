@@ -34,8 +34,8 @@
 // The weight gradient, medians of 7 timings on Zen 5 at 1 and 2 threads, 128 channels unless
 // said: F(4x4) against F(2x2) 0.89-0.94x on one 8x8 image (112 saved), 0.96-0.99x on one 14x14
 // (208), from 448 on faster at both thread counts: 1.21-1.22x on four 8x8 images, 1.16-1.22x
-// on one 16x16 (64 channels), 1.18-1.35x on four 8x8 with 32 channels, 1.18-1.31x on 4-8
-// images of 14x14, 1.42-1.73x on the lab's layers at their batches.
+// on one 16x16 (64 channels), 1.18-1.35x on four 8x8 with 32 channels, 1.16-1.48x on 8-14
+// images of 8x8 and 4-8 of 14x14, 1.25-1.74x on the lab's layers at their batches.
 #include "core/kernels/conv2d/choose.h"
 
 #include "core/kernels/conv2d/forms.h"
