@@ -275,20 +275,19 @@ Tensor Tensor::grad() const {
   return Tensor(g);
 }
 
-float* Tensor::grad_data() const {
-  checked(impl_, "grad_data");
-  if (!impl_->grad) {
-    impl_->grad = alloc_floats(impl_->numel);
-    std::fill(impl_->grad.get(), impl_->grad.get() + impl_->numel, 0.0f);
-  }
-  return impl_->grad.get();
-}
-
 float* Tensor::grad_data_or_fresh(bool& fresh) const {
   checked(impl_, "grad_data_or_fresh");
   fresh = !impl_->grad;
   if (fresh) impl_->grad = alloc_floats(impl_->numel);
   return impl_->grad.get();
+}
+
+float* Tensor::grad_data() const {
+  checked(impl_, "grad_data");
+  bool fresh = false;
+  float* g = grad_data_or_fresh(fresh);
+  if (fresh) std::fill(g, g + impl_->numel, 0.0f);
+  return g;
 }
 
 void Tensor::zero_grad() {
