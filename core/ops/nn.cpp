@@ -103,10 +103,12 @@ Tensor max_pool2d(const Tensor& x, int kernel, int stride, Padding padding) {
   const Pool2dShape s = Pool2dShape::make(x.size(0), x.size(1), x.size(2), x.size(3), kernel,
                                           stride, padding == Padding::Same);
   Tensor out = Tensor::empty({s.N, s.Ho, s.Wo, s.C});
-  auto argmax = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(out.numel()));
-  max_pool2d_forward(s, x.data(), out.data(), argmax->data());
+  // From the block cache, not a std::vector: a fresh index buffer every step faulted its pages
+  // in again, and with two threads writing it the faults made the pool ten times slower.
+  std::shared_ptr<int32_t> argmax = alloc_ints(out.numel());
+  max_pool2d_forward(s, x.data(), out.data(), argmax.get());
   record(out, "max_pool2d", {x}, [x, s, argmax](const Tensor& g) {
-    max_pool2d_backward(s, g.data(), argmax->data(), x.grad_data());
+    max_pool2d_backward(s, g.data(), argmax.get(), x.grad_data());
   });
   return out;
 }

@@ -8,6 +8,7 @@
 #include <new>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace kiln {
@@ -112,6 +113,14 @@ std::shared_ptr<float> alloc_floats(int64_t n) {
     }
   }
   return std::shared_ptr<float>(static_cast<float*>(p), [bytes](float* q) { give_back(q, bytes); });
+}
+
+std::shared_ptr<int32_t> alloc_ints(int64_t n) {
+  static_assert(sizeof(int32_t) == sizeof(float), "an int32 index takes a float's slot");
+  std::shared_ptr<float> block = alloc_floats(n);
+  // The block comes from aligned_alloc and is only ever accessed as int32 through this pointer.
+  int32_t* ints = reinterpret_cast<int32_t*>(block.get());
+  return std::shared_ptr<int32_t>(std::move(block), ints);
 }
 
 void release_cached_memory() {

@@ -12,6 +12,9 @@ namespace kiln {
 
 // Aligned storage for n floats (uninitialised), freed back into the cache.
 std::shared_ptr<float> alloc_floats(int64_t n);
+// The same for n int32 indices (saved argmax positions and the like): from the same cache, so
+// an index buffer allocated every step does not fault its pages in again each time.
+std::shared_ptr<int32_t> alloc_ints(int64_t n);
 
 // Scratch space owned by one scope (im2col columns, saved indices...). Not copyable.
 class Workspace {

@@ -28,6 +28,27 @@ TEST(MemoryCache, AFreedBlockIsHandedOutAgainForItsSize) {
   EXPECT_EQ(cached_bytes(), 0u);
 }
 
+TEST(MemoryCache, IndexBuffersShareTheCache) {
+  // max_pool2d's saved argmax indices: a freed index block is cached like a float block of the
+  // same size and handed out again, aligned as the floats are.
+  release_cached_memory();
+  const void* first = nullptr;
+  {
+    auto indices = alloc_ints(kMiB);
+    first = indices.get();
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % 64, 0u);
+    indices.get()[kMiB - 1] = -7;  // the whole range is usable
+    EXPECT_EQ(indices.get()[kMiB - 1], -7);
+  }
+  EXPECT_EQ(cached_bytes(), 4u << 20);
+  auto again = alloc_ints(kMiB);
+  EXPECT_EQ(static_cast<const void*>(again.get()), first);
+  EXPECT_EQ(cached_bytes(), 0u);
+  again.reset();
+  auto as_floats = alloc_floats(kMiB);
+  EXPECT_EQ(static_cast<const void*>(as_floats.get()), first);
+}
+
 TEST(MemoryCache, TheSizesUsedLeastRecentlyAreFreedFirst) {
   release_cached_memory();
   // 1.5 GB idle from an earlier phase, then a phase of 1 GB blocks: with a cap of 2 GB (nothing
