@@ -206,10 +206,15 @@ void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int32_t*
 
 // Overlapping windows (stride < K) can route two outputs to one input cell, so threads own
 // whole images: every argmax of image n points into image n.
-void max_pool2d_backward(const Pool2dShape& s, const float* dy, const int32_t* argmax, float* dx) {
+void max_pool2d_backward(const Pool2dShape& s, const float* dy, const int32_t* argmax, float* dx,
+                         bool overwrite) {
   const int64_t per_image = s.Ho * s.Wo * s.C;
+  const int64_t image_floats = s.H * s.W * s.C;
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < s.N; ++n) {
+    // An image's windows only reach into that image, so its slice of dx can be zeroed right
+    // before its scatter, by the same thread, while the slice is in that core's cache.
+    if (overwrite) std::fill(dx + n * image_floats, dx + (n + 1) * image_floats, 0.0f);
     const int64_t begin = n * per_image;
     for (int64_t i = begin; i < begin + per_image; ++i) dx[argmax[i]] += dy[i];
   }

@@ -27,8 +27,9 @@ inline PoolWindow pool_window(int64_t o, int64_t stride, int64_t pad, int64_t k,
 
 // y overwritten; argmax[i] = flat index into x of the winner of output i (first max wins).
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int32_t* argmax);
-// dx[argmax[i]] += dy[i]
-void max_pool2d_backward(const Pool2dShape& s, const float* dy, const int32_t* argmax, float* dx);
+// dx[argmax[i]] += dy[i]; with overwrite, dx's old contents are ignored (dx = 0 first).
+void max_pool2d_backward(const Pool2dShape& s, const float* dy, const int32_t* argmax, float* dx,
+                         bool overwrite = false);
 
 void max_pool2d_forward_naive(const Pool2dShape& s, const float* x, float* y, int32_t* argmax);
 void max_pool2d_backward_naive(const Pool2dShape& s, const float* dy, const int32_t* argmax,

@@ -108,7 +108,9 @@ Tensor max_pool2d(const Tensor& x, int kernel, int stride, Padding padding) {
   std::shared_ptr<int32_t> argmax = alloc_ints(out.numel());
   max_pool2d_forward(s, x.data(), out.data(), argmax.get());
   record(out, "max_pool2d", {x}, [x, s, argmax](const Tensor& g) {
-    max_pool2d_backward(s, g.data(), argmax.get(), x.grad_data());
+    bool fresh = false;
+    float* dx = x.grad_data_or_fresh(fresh);
+    max_pool2d_backward(s, g.data(), argmax.get(), dx, /*overwrite=*/fresh);
   });
   return out;
 }

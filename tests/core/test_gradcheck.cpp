@@ -348,6 +348,18 @@ std::vector<GradCase> conv_cases() {
                {Init::Distinct}, 2e-3f};
     cases.push_back(c);
   }
+  // x also feeds tanh: max_pool2d writes x's gradient buffer (zeros and its winners) when it
+  // finds it empty, adds into it otherwise; both arrival orders must add up.
+  cases.push_back({"max_pool2d_shared_input", {{2, 5, 7, 2}},
+                   [](const std::vector<Tensor>& in) {
+                     return mean(max_pool2d(in[0], 2, 2, Padding::Valid)) + tanh(in[0]);
+                   },
+                   {Init::Distinct}, 2e-3f});
+  cases.push_back({"max_pool2d_shared_input_swapped", {{2, 5, 7, 2}},
+                   [](const std::vector<Tensor>& in) {
+                     return tanh(in[0]) + mean(max_pool2d(in[0], 2, 2, Padding::Valid));
+                   },
+                   {Init::Distinct}, 2e-3f});
   return cases;
 }
 

@@ -463,6 +463,11 @@ TEST_P(MaxPool2dKernels, BackwardMatchesNaiveAndAccumulates) {
   std::vector<float> grad = zero;
   max_pool2d_backward_naive(s, dy.data(), at.data(), grad.data());
   EXPECT_LE(relative_error(minus(dx, start), grad), 1e-6);
+
+  // overwrite: what was in dx (NaN here) is ignored and every element written.
+  std::vector<float> fresh(static_cast<size_t>(n), std::numeric_limits<float>::quiet_NaN());
+  max_pool2d_backward(s, dy.data(), at.data(), fresh.data(), /*overwrite=*/true);
+  EXPECT_EQ(fresh, grad);
 }
 
 INSTANTIATE_TEST_SUITE_P(
