@@ -11,9 +11,12 @@
 
 namespace kiln {
 
-inline float relu_masked(float g, float z) {
-  const uint32_t keep = 0u - static_cast<uint32_t>(z > 0.0f);
-  return std::bit_cast<float>(std::bit_cast<uint32_t>(g) & keep);
+// v where keep, else +0, by the same bit mask (also dropout's mask).
+inline float kept_or_zero(bool keep, float v) {
+  const uint32_t mask = 0u - static_cast<uint32_t>(keep);
+  return std::bit_cast<float>(std::bit_cast<uint32_t>(v) & mask);
 }
+
+inline float relu_masked(float g, float z) { return kept_or_zero(z > 0.0f, g); }
 
 }  // namespace kiln

@@ -1,6 +1,8 @@
 // The convolutional-network ops: conv2d, max_pool2d, batch_norm, dropout, l2_penalty, and
 // the shape ops reshape/flatten. The heavy loops live in core/kernels/; each op here checks
 // shapes, runs the forward kernel and records the backward kernels right below it.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -206,26 +208,47 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                        sync, /*relu=*/true);
 }
 
+namespace {
+
+// Dropout's mask on elements [begin, end): out[i] = in[i] * scale where element i is kept (its
+// counter draw is >= rate) and 0 where it is dropped; Accumulate adds that into out instead.
+// A plain loop over restrict pointers with the draw inlined and the mask as bits
+// (relu_mask.h), so it vectorises (a select here became a branch per element with AVX2).
+template <bool Accumulate>
+void dropout_range(const CounterStream& draws, float rate, float scale, const float* __restrict in,
+                   float* __restrict out, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float v = kept_or_zero(draws.uniform(static_cast<uint64_t>(i)) >= rate, in[i] * scale);
+    if constexpr (Accumulate) out[i] += v;
+    else out[i] = v;
+  }
+}
+
+template <bool Accumulate>
+void dropout_apply(uint64_t seed, float rate, float scale, const float* in, float* out, int64_t n) {
+  const CounterStream draws(seed);
+#pragma omp parallel if (n > 32768)
+  {
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    dropout_range<Accumulate>(draws, rate, scale, in, out, n * t / threads, n * (t + 1) / threads);
+  }
+}
+
+}  // namespace
+
 Tensor dropout(const Tensor& x, float rate, bool training, uint64_t seed) {
   check_arg(rate >= 0.0f && rate < 1.0f, "dropout",
             "rate " + std::to_string(rate) + " must be in [0, 1)");
   if (!training || rate == 0.0f) return x;
   const float keep_scale = 1.0f / (1.0f - rate);
   Tensor out = Tensor::empty(x.shape());
-  const float* px = x.data();
-  float* po = out.data();
-  const int64_t n = x.numel();
   // The mask is a pure function of (seed, i): backward recomputes it instead of storing it.
-#pragma omp parallel for schedule(static) if (n > 32768)
-  for (int64_t i = 0; i < n; ++i)
-    po[i] = uniform_at(seed, static_cast<uint64_t>(i)) < rate ? 0.0f : px[i] * keep_scale;
+  dropout_apply<false>(seed, rate, keep_scale, x.data(), out.data(), x.numel());
   record(out, "dropout", {x}, [x, rate, seed, keep_scale](const Tensor& g) {
-    const float* pg = g.data();
-    float* gx = x.grad_data();
-    const int64_t n = g.numel();
-#pragma omp parallel for schedule(static) if (n > 32768)
-    for (int64_t i = 0; i < n; ++i)
-      if (uniform_at(seed, static_cast<uint64_t>(i)) >= rate) gx[i] += pg[i] * keep_scale;
+    bool fresh = false;  // x's gradient not yet filled: written, not added to
+    float* gx = x.grad_data_or_fresh(fresh);
+    if (fresh) dropout_apply<false>(seed, rate, keep_scale, g.data(), gx, g.numel());
+    else dropout_apply<true>(seed, rate, keep_scale, g.data(), gx, g.numel());
   });
   return out;
 }

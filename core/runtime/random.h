@@ -9,9 +9,33 @@
 namespace kiln {
 
 // splitmix64 finaliser: a well-mixed 64-bit hash.
-uint64_t mix64(uint64_t x);
+inline uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+// The counter stream of one seed: element i is a hash of (seed, i) alone. Inline, with the
+// seed's own hash taken once, so a loop over i (dropout's mask) vectorises.
+class CounterStream {
+ public:
+  explicit CounterStream(uint64_t seed) : key_(mix64(seed ^ 0x6a09e667f3bcc909ULL)) {}
+  // Uniform float in [0, 1): 24 random bits.
+  float uniform(uint64_t i) const {
+    const uint64_t h = mix64(key_ + 0x9e3779b97f4a7c15ULL * (i + 1));
+    // Through int32 (exact: 24 bits), which vectorises without AVX-512's uint64 conversion.
+    return static_cast<float>(static_cast<int32_t>(h >> 40)) * (1.0f / 16777216.0f);
+  }
+
+ private:
+  uint64_t key_;
+};
+
 // Uniform float in [0, 1) for element i of stream `seed`.
-float uniform_at(uint64_t seed, uint64_t i);
+inline float uniform_at(uint64_t seed, uint64_t i) { return CounterStream(seed).uniform(i); }
 // Standard normal for element i of stream `seed` (Box-Muller on two counter draws).
 float normal_at(uint64_t seed, uint64_t i);
 
