@@ -415,6 +415,12 @@ std::vector<GradCase> norm_and_dropout_cases() {
                    [](const auto& in) { return dropout(in[0], 0.3f, true, 1234); }});
   cases.push_back({"dropout_eval", {{3, 4}},
                    [](const auto& in) { return dropout(in[0], 0.3f, false, 1234); }});
+  // x also feeds tanh: dropout writes x's gradient buffer when it finds it empty, adds into it
+  // otherwise; both arrival orders must add up.
+  cases.push_back({"dropout_train_shared_input", {{6, 7}},
+                   [](const auto& in) { return dropout(in[0], 0.3f, true, 1234) + tanh(in[0]); }});
+  cases.push_back({"dropout_train_shared_input_swapped", {{6, 7}},
+                   [](const auto& in) { return tanh(in[0]) + dropout(in[0], 0.3f, true, 1234); }});
   return cases;
 }
 
