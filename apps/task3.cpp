@@ -217,8 +217,9 @@ int run(int raw_argc, char** raw_argv) {
   args.option("stream-memory", "MB",
               "read every split from its HDF5 file while training instead of loading it, with at "
               "most MB of buffers per split (0: load into memory, the lab's way); memory then stays "
-              "bounded whatever the files' size. Not with --quick, --train-images, --valid-images, "
-              "--bn-recalibrate, --inspect or --evaluate-checkpoint",
+              "bounded whatever the files' size (--bn-recalibrate streams the training file a "
+              "second time, with as much again). Not with --quick, --train-images, --valid-images, "
+              "--inspect or --evaluate-checkpoint",
               "0");
   args.option("steps-per-epoch", "N", "train on the first N batches of each epoch's order (0 = a whole pass)", "0");
   args.option("train-eval-images", "N",
@@ -239,7 +240,7 @@ int run(int raw_argc, char** raw_argv) {
   const int64_t train_eval_images = app::int_flag(args, "train-eval-images", 0, 0);
   const bool streaming = stream_mb > 0;
   if (streaming)
-    for (const char* flag : {"quick", "train-images", "valid-images", "bn-recalibrate", "inspect", "evaluate-checkpoint"})
+    for (const char* flag : {"quick", "train-images", "valid-images", "inspect", "evaluate-checkpoint"})
       if (args.has(flag))
         throw app::UsageError(std::string("--stream-memory does not take --") + flag +
                               " (a streamed run reads whole splits; bound it with --steps-per-epoch)");
@@ -369,12 +370,22 @@ int run(int raw_argc, char** raw_argv) {
     if (f.resume) app::check_checkpoint(kProgram, f.checkpoint_path(r + 1));
     const float base_lr = adamw.learning_rate();
 
-    // Recalibration, --inspect and --evaluate-checkpoint work on splits in memory (refused
-    // with --stream-memory above).
+    // --inspect and --evaluate-checkpoint work on splits in memory (refused with
+    // --stream-memory above). Streamed, the recalibration reads clean training patches from a
+    // stream of its own (fit's stream is mid-way through its epochs), shuffled by the run's seed.
     std::optional<app::RecalibratedValidation> recal;
-    if (recalibrate)
-      recal.emplace(*model, data.memory.train, data.memory.valid,
-                    app::RecalibratedValidation::Options{.batches = recal_batches, .batch_size = f.batch_size, .seed = seed, .auc = true});
+    std::unique_ptr<StreamingDataset> recal_train;
+    const app::RecalibratedValidation::Options recal_options{.batches = recal_batches, .batch_size = f.batch_size,
+                                                             .seed = seed, .auc = true};
+    if (recalibrate && data.streamed()) {
+      recal_train = std::make_unique<StreamingDataset>(
+          PcamReader(find_pcam_files(f.data_dir, "train"), image_size, /*labels_required=*/true),
+          StreamOptions{.batch_size = f.batch_size, .seed = mix64(seed ^ 0x7eca1ULL), .shuffle = true,
+                        .memory_bytes = data.stream_bytes, .num_classes = data.num_classes()});
+      recal.emplace(*model, *recal_train, *data.valid, recal_options);
+    } else if (recalibrate) {
+      recal.emplace(*model, data.memory.train, data.memory.valid, recal_options);
+    }
     FitOptions options{.epochs = f.epochs, .batch_size = f.batch_size, .steps_per_epoch = steps_per_epoch,
                        .validation = data.streamed() ? nullptr : &data.memory.valid,
                        .validation_freq = valid_freq, .seed = seed, .auc = true, .augmentation = &augmentation,

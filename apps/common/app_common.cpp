@@ -318,11 +318,16 @@ Dataset first_rows(const Dataset& data, int64_t n) {
 
 RecalibratedValidation::RecalibratedValidation(Module& model, const Dataset& train,
                                                const Dataset& valid, Options options)
-    : model_(model), train_(train), valid_(valid), o_(options) {}
+    : model_(model), train_(&train), valid_(&valid), o_(options) {}
+
+RecalibratedValidation::RecalibratedValidation(Module& model, BatchSource& train, BatchSource& valid,
+                                               Options options)
+    : model_(model), train_source_(&train), valid_source_(&valid), o_(options) {}
 
 void RecalibratedValidation::recalibrate(uint64_t salt) {
   const BatchNormRecalibration rc =
-      recalibrate_batch_norm(model_, train_, o_.batches, o_.batch_size, mix64(o_.seed ^ salt));
+      train_ ? recalibrate_batch_norm(model_, *train_, o_.batches, o_.batch_size, mix64(o_.seed ^ salt))
+             : recalibrate_batch_norm(model_, *train_source_, o_.batches, static_cast<int64_t>(salt));
   std::printf("  batch norm recalibrated: %lld layers, %lld clean training images\n",
               static_cast<long long>(rc.layers), static_cast<long long>(rc.images));
   std::fflush(stdout);
@@ -331,7 +336,7 @@ void RecalibratedValidation::recalibrate(uint64_t salt) {
 Evaluation RecalibratedValidation::validate(int64_t epoch) {
   BufferSnapshot moving(model_);
   recalibrate(static_cast<uint64_t>(epoch));
-  Evaluation e = evaluate(model_, valid_, 256, o_.auc);
+  Evaluation e = valid_ ? evaluate(model_, *valid_, 256, o_.auc) : evaluate(model_, *valid_source_, o_.auc);
   moving.restore();
   return e;
 }

@@ -158,6 +158,10 @@ class RecalibratedValidation {
   };
   // model, train (clean images for the statistics) and valid must outlive this object.
   RecalibratedValidation(Module& model, const Dataset& train, const Dataset& valid, Options options);
+  // Splits streamed from their files (task3 --stream-memory): `train` is a source of its own
+  // (not the one fit trains from), shuffled, with the recalibration's batch size and seed;
+  // each recalibration takes its first options.batches batches of another epoch.
+  RecalibratedValidation(Module& model, BatchSource& train, BatchSource& valid, Options options);
   // After `epoch` (1-based) finished epochs: recalibrate, evaluate on the validation set,
   // restore the moving statistics.
   Evaluation validate(int64_t epoch);
@@ -168,8 +172,10 @@ class RecalibratedValidation {
   void recalibrate(uint64_t salt);
 
   Module& model_;
-  const Dataset& train_;
-  const Dataset& valid_;
+  const Dataset* train_ = nullptr;  // in memory, or
+  const Dataset* valid_ = nullptr;
+  BatchSource* train_source_ = nullptr;  // streamed
+  BatchSource* valid_source_ = nullptr;
   Options o_;
 };
 

@@ -35,6 +35,15 @@ BatchNormRecalibration recalibrate_batch_norm(Module& model, const Dataset& data
                 " must both be >= 1");
   check_arg(data.x.defined() && data.x.dim() >= 1 && data.x.size(0) > 0, "recalibrate_batch_norm",
             "the dataset has no images");
+  Batcher batcher(data, batch_size, seed, /*shuffle=*/true);
+  return recalibrate_batch_norm(model, batcher, batches, 0);
+}
+
+BatchNormRecalibration recalibrate_batch_norm(Module& model, BatchSource& source, int64_t batches,
+                                              int64_t epoch) {
+  check_arg(batches >= 1, "recalibrate_batch_norm",
+            "batches " + std::to_string(batches) + " must be >= 1");
+  check_arg(source.rows() > 0, "recalibrate_batch_norm", "the batch source has no images");
   BatchNormRecalibration report;
   std::vector<BatchNorm2d*> layers;
   find_batch_norms(model, layers);
@@ -63,10 +72,9 @@ BatchNormRecalibration recalibrate_batch_norm(Module& model, const Dataset& data
     sum_mean[l].assign(static_cast<size_t>(layers[l]->moving_mean().numel()), 0.0);
     sum_square[l].assign(sum_mean[l].size(), 0.0);
   }
-  Batcher batcher(data, batch_size, seed, /*shuffle=*/true);
-  batcher.start_epoch(0);
-  while (report.batches < batches && batcher.next()) {
-    const Batch& b = batcher.batch();
+  source.start_epoch(epoch);
+  while (report.batches < batches && source.next()) {
+    const Batch& b = source.batch();
     for (BatchNorm2d* bn : layers) {
       bn->moving_mean().fill_(0.0f);
       bn->moving_variance().fill_(0.0f);

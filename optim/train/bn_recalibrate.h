@@ -10,6 +10,7 @@
 
 #include <cstdint>
 
+#include "data/batch_source.h"
 #include "data/dataset.h"
 #include "layers/module.h"
 
@@ -39,5 +40,12 @@ struct BatchNormRecalibration {
 // momentum is 1 (its statistics never move, so they cannot be measured this way).
 BatchNormRecalibration recalibrate_batch_norm(Module& model, const Dataset& data, int64_t batches,
                                               int64_t batch_size, uint64_t seed = 0);
+
+// The same over the first `batches` batches of epoch `epoch` of any batch source (a Batcher,
+// or a StreamingDataset for a training split too large for memory); the source's own batch
+// size, seed and order apply. The Dataset form above is this one over
+// Batcher(data, batch_size, seed) at epoch 0.
+BatchNormRecalibration recalibrate_batch_norm(Module& model, BatchSource& source, int64_t batches,
+                                              int64_t epoch = 0);
 
 }  // namespace kiln

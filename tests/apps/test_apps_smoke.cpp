@@ -268,6 +268,30 @@ TEST_F(AppsSmoke, Task3StreamedFromTheFilesTrainsBoundedStepsAndPredictsEveryTes
   expect_no_temporaries(out);
 }
 
+// --bn-recalibrate with --stream-memory: the statistics are re-estimated on clean training
+// patches read from a stream of their own, --recalibrate-batches batches of --batch-size.
+TEST_F(AppsSmoke, Task3StreamedRecalibratesFromItsOwnTrainingStream) {
+  const fs::path out = dir_ / "task3-stream-recal";
+  const Result r = run_app("task3",
+                           "--threads 1 --stream-memory 16 --steps-per-epoch 2 --epochs 1 --runs 1 --batch-size 20 "
+                           "--bn-recalibrate --recalibrate-batches 3 --validation-freq 1 --train-eval-images 50 --data-dir '" +
+                               kData + "/pcam' --out '" + out.string() + "'",
+                           dir_ / "task3-stream-recal.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  // Once for the validation after epoch 1, once for the final figures.
+  size_t times = 0;
+  for (size_t at = r.output.find("batch norm recalibrated: 6 layers, 60 clean training images");
+       at != std::string::npos; at = r.output.find("batch norm recalibrated: 6 layers, 60", at + 1))
+    ++times;
+  EXPECT_EQ(times, 2u) << r.output;
+  const json res = read_json(out / "results.json");
+  EXPECT_TRUE(res["settings"]["bn_recalibrate"].get<bool>());
+  EXPECT_EQ(res["runs"][0]["training"]["steps"].get<int64_t>(), 2);
+  expect_figures(res["runs"][0]["valid"], "valid", true);
+  EXPECT_EQ(read_lines(out / "predictions.csv").size(), 301u);
+  expect_no_temporaries(out);
+}
+
 // --evaluate-checkpoint on a lab-setting run's last checkpoint reproduces that run's validation
 // figures with the moving statistics, and, after recalibration, the figures a run of the same
 // seed with --bn-recalibrate reported: the option changes what is evaluated, never the weights.
@@ -337,7 +361,7 @@ TEST_F(AppsSmoke, BadInputGivesAClearErrorNotACrash) {
       {"task1", "--no-such-flag", 2, "--no-such-flag"},
       {"task3", "--lr-schedule linear", 2, "--lr-schedule"},
       {"task3", "--stream-memory 64 --quick", 2, "--quick"},
-      {"task3", "--stream-memory 64 --bn-recalibrate", 2, "--steps-per-epoch"},
+      {"task3", "--stream-memory 64 --inspect", 2, "--steps-per-epoch"},
       {"task3", "--stream-memory 1 --data-dir '" + kData + "/pcam' --out '" + out.string() + "'", 1, "needs at least"},
       {"task3", "--image-size 64 --data-dir '" + kData + "/pcam' --out '" + out.string() + "'", 1, "train.h5"},
       {"task1", "--data-dir '" + empty.string() + "' --out '" + out.string() + "'", 1, "train-images-idx3-ubyte"},

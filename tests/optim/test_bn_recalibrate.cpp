@@ -6,10 +6,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "core/autograd.h"
 #include "core/ops/ops.h"
+#include "data/formats/pcam.h"
+#include "data/stream/streaming_dataset.h"
 #include "layers/batch_norm2d.h"
 #include "layers/conv2d.h"
 #include "layers/dropout.h"
@@ -100,6 +103,48 @@ TEST(RecalibrateBatchNorm, UsesOnlyTheBatchesAskedForAndRestoresEvalMode) {
   const std::vector<float> first = net.bn->moving_mean().to_vector();
   recalibrate_batch_norm(*net.model, data, 2, 10);
   EXPECT_EQ(net.bn->moving_mean().to_vector(), first);
+}
+
+TEST(RecalibrateBatchNorm, AnyBatchSourceServesAndTheEpochPicksTheBatches) {
+  const Dataset data = random_images(40, 5);
+  Net a = make_net(0.99f), b = make_net(0.99f);
+  // The Dataset form is the source form over Batcher(data, batch_size, seed) at epoch 0.
+  recalibrate_batch_norm(*a.model, data, 2, 10, 7);
+  Batcher batcher(data, 10, 7);
+  const BatchNormRecalibration rc = recalibrate_batch_norm(*b.model, batcher, 2);
+  EXPECT_EQ(rc.batches, 2);
+  EXPECT_EQ(rc.images, 20);
+  EXPECT_EQ(b.bn->moving_mean().to_vector(), a.bn->moving_mean().to_vector());
+  EXPECT_EQ(b.bn->moving_variance().to_vector(), a.bn->moving_variance().to_vector());
+  // Another epoch of the source draws other images.
+  recalibrate_batch_norm(*b.model, batcher, 2, 1);
+  EXPECT_NE(b.bn->moving_mean().to_vector(), a.bn->moving_mean().to_vector());
+}
+
+// A streamed training split (task3 --stream-memory --bn-recalibrate): batches covering the
+// whole file give the statistics of every row, as the in-memory form does over the same rows.
+TEST(RecalibrateBatchNorm, StreamedSplitGivesTheStatisticsOfTheRowsItRead) {
+  const std::string slice = std::string(KILN_TEST_DATA_DIR) + "/pcam";  // train.h5: 1,000 rows
+  const Dataset data = make_dataset(load_pcam(slice, "train", 0));
+  StreamingDataset stream(slice, "train", 0, {.batch_size = 100, .seed = 4, .memory_bytes = int64_t{8} << 20});
+  Sequential a, b;
+  for (Sequential* m : {&a, &b}) {
+    m->add(std::make_shared<Conv2D>(Conv2DOptions{.in_channels = 3, .filters = 4, .seed = 2}))
+        .add(std::make_shared<BatchNorm2d>(BatchNormOptions{.channels = 4}));
+  }
+  const BatchNormRecalibration in_memory = recalibrate_batch_norm(a, data, 100, 100, 4);
+  const BatchNormRecalibration streamed = recalibrate_batch_norm(b, stream, 100);
+  EXPECT_EQ(in_memory.images, 1000);
+  EXPECT_EQ(streamed.images, 1000);
+  EXPECT_EQ(streamed.batches, 10);
+  auto* bn_a = dynamic_cast<BatchNorm2d*>(a.named_children()[1].second);
+  auto* bn_b = dynamic_cast<BatchNorm2d*>(b.named_children()[1].second);
+  ASSERT_TRUE(bn_a && bn_b);
+  for (int k = 0; k < 4; ++k) {
+    const float ma = bn_a->moving_mean().data()[k], va = bn_a->moving_variance().data()[k];
+    EXPECT_NEAR(bn_b->moving_mean().data()[k], ma, 1e-5 * (1 + std::abs(ma))) << "channel " << k;
+    EXPECT_NEAR(bn_b->moving_variance().data()[k], va, 1e-5 * va) << "channel " << k;
+  }
 }
 
 TEST(RecalibrateBatchNorm, ModelWithoutBatchNormIsLeftAlone) {
