@@ -373,8 +373,8 @@ int run(int raw_argc, char** raw_argv) {
     // --inspect and --evaluate-checkpoint work on splits in memory (refused with
     // --stream-memory above). Streamed, the recalibration reads clean training patches from a
     // stream of its own (fit's stream is mid-way through its epochs), shuffled by the run's seed.
+    std::unique_ptr<StreamingDataset> recal_train;  // declared first: recal points into it
     std::optional<app::RecalibratedValidation> recal;
-    std::unique_ptr<StreamingDataset> recal_train;
     const app::RecalibratedValidation::Options recal_options{.batches = recal_batches, .batch_size = f.batch_size,
                                                              .seed = seed, .auc = true};
     if (recalibrate && data.streamed()) {
