@@ -2,9 +2,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include <omp.h>
-
 #include "core/autograd.h"
+#include "core/runtime/chunked.h"
 #include "core/runtime/parallel.h"
 #include "core/ops/broadcast.h"
 #include "core/ops/ops.h"
@@ -12,7 +11,7 @@
 namespace kiln {
 namespace {
 
-constexpr int64_t kParallelMin = 1 << 15;  // below this, threads cost more than they save
+constexpr int64_t kParallelMin = kChunkedParallelMin;  // the elementwise loops below use the same bound
 
 enum class BinOp { Add, Sub, Mul, Div };
 
@@ -74,23 +73,6 @@ Tensor binary(const char* name, BinOp op, const Tensor& a, const Tensor& b) {
     }
   });
   return out;
-}
-
-// Runs body(begin, end) over [0, n) in one contiguous chunk per thread (serially when n is
-// small). The body's plain loop over restrict pointers is what GCC vectorises; the same loop
-// written under `omp parallel for simd` inside a capturing closure was left scalar, with a
-// branch per element.
-template <class Body>
-void chunked(int64_t n, Body body) {
-  if (n <= kParallelMin) {
-    body(int64_t{0}, n);
-    return;
-  }
-#pragma omp parallel
-  {
-    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-    body(n * t / threads, n * (t + 1) / threads);
-  }
 }
 
 // y = f(x) elementwise; dx += grad(g, x, y).

@@ -1,8 +1,6 @@
 // The convolutional-network ops: conv2d, max_pool2d, batch_norm, dropout, l2_penalty, and
 // the shape ops reshape/flatten. The heavy loops live in core/kernels/; each op here checks
 // shapes, runs the forward kernel and records the backward kernels right below it.
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -15,6 +13,7 @@
 #include "core/kernels/conv2d/conv2d.h"
 #include "core/kernels/max_pool2d.h"
 #include "core/kernels/relu_mask.h"
+#include "core/runtime/chunked.h"
 #include "core/runtime/memory.h"
 #include "core/runtime/parallel.h"
 #include "core/ops/ops.h"
@@ -227,11 +226,9 @@ void dropout_range(const CounterStream& draws, float rate, float scale, const fl
 template <bool Accumulate>
 void dropout_apply(uint64_t seed, float rate, float scale, const float* in, float* out, int64_t n) {
   const CounterStream draws(seed);
-#pragma omp parallel if (n > 32768)
-  {
-    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-    dropout_range<Accumulate>(draws, rate, scale, in, out, n * t / threads, n * (t + 1) / threads);
-  }
+  chunked(n, [&](int64_t begin, int64_t end) {
+    dropout_range<Accumulate>(draws, rate, scale, in, out, begin, end);
+  });
 }
 
 }  // namespace
