@@ -3,6 +3,7 @@
 #include <H5Cpp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -64,7 +65,9 @@ struct StreamingDataset::Impl {
   std::exception_ptr error;
   std::thread producer;
   bool holding = false;  // the caller holds slot consumed % slots.size()
+  bool started = false;  // start_epoch has run: the plan and the reader are set up
   Batch current;
+  std::atomic<int64_t> windows_read{0};  // over the dataset's life
 
   int64_t blocks() const { return (n + block_rows - 1) / block_rows; }
 
@@ -72,7 +75,8 @@ struct StreamingDataset::Impl {
   void read_window() {
     const int64_t first = plan.next_block;
     const int64_t last = std::min<int64_t>(first + plan.blocks_per_window, static_cast<int64_t>(plan.blocks.size()));
-    std::vector<int64_t> rows;  // file row of each window position
+    std::vector<int64_t>& rows = window_file_rows;  // file row of each window position
+    rows.clear();
     for (int64_t b = first; b < last; ++b) {
       const int64_t begin = plan.blocks[b] * block_rows;
       const int64_t end = std::min(n, begin + block_rows);
@@ -80,7 +84,7 @@ struct StreamingDataset::Impl {
       for (int64_t r = begin; r < end; ++r) rows.push_back(r);
     }
     plan.next_block = last;
-    window_file_rows = rows;
+    windows_read.fetch_add(1, std::memory_order_relaxed);
     const int64_t m = static_cast<int64_t>(rows.size());
     if (o.shuffle) {
       // A stream per (seed, epoch, window).
@@ -230,6 +234,7 @@ uint64_t StreamingDataset::fingerprint() const { return impl_->fingerprint; }
 const std::string& StreamingDataset::path() const { return impl_->reader.files().x_path; }
 int64_t StreamingDataset::window_rows() const { return impl_->window_rows; }
 int64_t StreamingDataset::block_rows() const { return impl_->block_rows; }
+int64_t StreamingDataset::windows_read() const { return impl_->windows_read.load(std::memory_order_relaxed); }
 const std::vector<int32_t>& StreamingDataset::labels() const { return impl_->reader.labels(); }
 int64_t StreamingDataset::buffer_bytes() const {
   const Impl& m = *impl_;
@@ -240,6 +245,12 @@ int64_t StreamingDataset::buffer_bytes() const {
 
 void StreamingDataset::start_epoch(int64_t epoch) {
   Impl& m = *impl_;
+  {
+    // The same epoch again before any of its batches was taken (the constructor starts epoch 0
+    // and fit or evaluate start it once more): what the reader has read ahead is still right.
+    std::lock_guard lock(m.mutex);
+    if (m.started && epoch == m.epoch && m.consumed == 0 && !m.holding && !m.error) return;
+  }
   m.stop_producer();
   m.epoch = epoch;
   m.plan = {};
@@ -257,6 +268,7 @@ void StreamingDataset::start_epoch(int64_t epoch) {
   m.error = nullptr;
   m.holding = false;
   m.current = {};
+  m.started = true;
 #ifdef H5_HAVE_THREADSAFE
   m.producer = std::thread([&m] { m.produce(); });
 #endif

@@ -17,6 +17,8 @@
 // trains on the current one. The thread is only active inside an epoch (start_epoch starts it,
 // the epoch's last batch or the destructor ends it); an error it meets (a damaged file) is
 // rethrown by next(). Augmentation stays with the caller (fit), which runs it on all cores.
+// The constructor starts epoch 0, so its first window is read while the model is built;
+// starting epoch 0 again before taking a batch of it (fit and evaluate do) keeps that work.
 #pragma once
 
 #include <cstdint>
@@ -64,6 +66,7 @@ class StreamingDataset : public BatchSource {
   const std::string& path() const;     // the file holding x
   int64_t window_rows() const;         // rows read per window
   int64_t block_rows() const;          // rows per contiguous read (whole HDF5 chunks)
+  int64_t windows_read() const;        // windows read from the file so far, over all epochs
   int64_t buffer_bytes() const;        // what the window and batch buffers take
   const std::vector<int32_t>& labels() const;  // every row's label (empty when unlabelled)
 

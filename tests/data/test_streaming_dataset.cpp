@@ -1,18 +1,20 @@
 // StreamingDataset on the committed PCam slices: every row once per epoch with the pixels and
 // labels make_dataset gives it, windows smaller than the file, seeded orders, the memory bound,
-// unlabelled splits, a damaged file's error through the reader thread, and training through it
-// bit for bit like training from memory.
+// starting the epoch it is at keeps its read-ahead, unlabelled splits, a damaged file's error
+// through the reader thread, and training through it bit for bit like training from memory.
 #include <gtest/gtest.h>
 
 #include <stdlib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "data/dataset.h"
@@ -113,6 +115,32 @@ TEST(StreamingDataset, AnEpochLeftEarlyAndARestartAreClean) {
   EXPECT_EQ(run_epoch(s, 0, reference).size(), 1000u);
   s.start_epoch(5);
   ASSERT_TRUE(s.next());  // destroyed mid-epoch with the reader thread waiting: no hang
+}
+
+TEST(StreamingDataset, StartingTheEpochItIsAtKeepsWhatWasReadAhead) {
+  const Dataset reference = make_dataset(load_pcam(kSlice, "train", 0));
+  // One block of 256 rows a window: four windows an epoch.
+  StreamingDataset s(kSlice, "train", 0, {.batch_size = 32, .seed = 4, .memory_bytes = budget(1, 32)});
+  // The constructor started epoch 0: wait until its reader has read the first window.
+  for (int i = 0; i < 20000 && s.windows_read() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(s.windows_read(), 1);
+  const std::vector<int64_t> order = run_epoch(s, 0, reference);  // fit's start_epoch(0)
+  EXPECT_EQ(order.size(), 1000u);
+  EXPECT_EQ(s.windows_read(), 4);  // not 5: the first window was not read again
+
+  // The same order as a dataset whose epoch 0 was restarted from scratch.
+  StreamingDataset fresh(kSlice, "train", 0, {.batch_size = 32, .seed = 4, .memory_bytes = budget(1, 32)});
+  fresh.start_epoch(3);
+  EXPECT_EQ(run_epoch(fresh, 0, reference), order);
+
+  // Once a batch of the epoch has been taken, starting it again reads it again from the start.
+  s.start_epoch(0);
+  ASSERT_TRUE(s.next());
+  const std::vector<int64_t> first = s.batch().indices;
+  EXPECT_EQ(std::vector<int64_t>(order.begin(), order.begin() + 32), first);
+  const int64_t before = s.windows_read();
+  EXPECT_EQ(run_epoch(s, 0, reference), order);
+  EXPECT_EQ(s.windows_read(), before + 4);
 }
 
 TEST(StreamingDataset, TooLittleMemoryIsRefusedSayingWhatItNeeds) {
