@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 #include <strings.h>
+#include <unistd.h>
 
 namespace kiln {
 
@@ -30,6 +31,15 @@ const char* cpu_vector_isa() {
   return "SSE2";
 #else
   return "not x86";
+#endif
+}
+
+int64_t cpu_l2_cache_bytes() {
+#ifdef _SC_LEVEL2_CACHE_SIZE
+  const long bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  return bytes > 0 ? bytes : 0;
+#else
+  return 0;
 #endif
 }
 

@@ -3,6 +3,7 @@
 // compiled for (floating-point results and speed both differ between CPU kinds).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace kiln {
@@ -14,6 +15,9 @@ std::string cpu_model();
 const char* cpu_vector_isa();
 // The widest one kiln's own loops were compiled for (set by KILN_ARCH at configure time).
 const char* compiled_vector_isa();
+// The size in bytes of one core's level-2 cache as the C library reports it, or 0 where it
+// does not say. The Winograd forms size their blocks of tiles by it.
+int64_t cpu_l2_cache_bytes();
 
 // OpenBLAS picks its kernel from the CPU's family and model number, and a release that predates
 // the CPU falls back to an old one: OpenBLAS 0.3.21 takes an Intel Xeon of family 6 model 207
