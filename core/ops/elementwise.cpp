@@ -11,8 +11,6 @@
 namespace kiln {
 namespace {
 
-constexpr int64_t kParallelMin = kChunkedParallelMin;  // the elementwise loops below use the same bound
-
 enum class BinOp { Add, Sub, Mul, Div };
 
 Tensor binary(const char* name, BinOp op, const Tensor& a, const Tensor& b) {
@@ -32,7 +30,7 @@ Tensor binary(const char* name, BinOp op, const Tensor& a, const Tensor& b) {
   };
   if (br.same) {
     const int64_t n = out.numel();
-    KILN_PARALLEL_FOR_SIMD(n > kParallelMin)
+    KILN_PARALLEL_FOR_SIMD(n > kChunkedParallelMin)
     for (int64_t i = 0; i < n; ++i) po[i] = apply(pa[i], pb[i]);
   } else {
     for_each_broadcast(br, [&](int64_t i, int64_t ia, int64_t ib) { po[i] = apply(pa[ia], pb[ib]); });
@@ -59,7 +57,7 @@ Tensor binary(const char* name, BinOp op, const Tensor& a, const Tensor& b) {
     };
     if (br.same) {
       const int64_t n = g.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) if (n > kChunkedParallelMin)
       for (int64_t i = 0; i < n; ++i) {
         if (ga) ga[i] += da(pg[i], pa[i], pb[i]);
         if (gb) gb[i] += db(pg[i], pa[i], pb[i]);

@@ -270,7 +270,7 @@ Tensor l2_penalty(const Tensor& w, float lambda) {
     const float* __restrict pw = w.data();
     float* __restrict gw = w.grad_data();
     const int64_t n = w.numel();
-    KILN_PARALLEL_FOR_SIMD(n > 32768)
+    KILN_PARALLEL_FOR_SIMD(n > kChunkedParallelMin)
     for (int64_t i = 0; i < n; ++i) gw[i] += scale * pw[i];
   });
   return out;

@@ -10,7 +10,9 @@
 
 namespace kiln {
 
-constexpr int64_t kChunkedParallelMin = int64_t{1} << 15;  // below this, threads cost more than they save
+// Below this many elements, threads cost more than they save (also the bound of the element
+// loops in core/ops that run under OpenMP directly).
+constexpr int64_t kChunkedParallelMin = int64_t{1} << 15;
 
 template <class Body>
 void chunked(int64_t n, Body body) {
