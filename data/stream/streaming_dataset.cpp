@@ -65,7 +65,6 @@ struct StreamingDataset::Impl {
   std::exception_ptr error;
   std::thread producer;
   bool holding = false;  // the caller holds slot consumed % slots.size()
-  bool started = false;  // start_epoch has run: the plan and the reader are set up
   Batch current;
   std::atomic<int64_t> windows_read{0};  // over the dataset's life
 
@@ -248,8 +247,9 @@ void StreamingDataset::start_epoch(int64_t epoch) {
   {
     // The same epoch again before any of its batches was taken (the constructor starts epoch 0
     // and fit or evaluate start it once more): what the reader has read ahead is still right.
+    // The plan is empty only in the constructor's own call, before anything was set up.
     std::lock_guard lock(m.mutex);
-    if (m.started && epoch == m.epoch && m.consumed == 0 && !m.holding && !m.error) return;
+    if (!m.plan.blocks.empty() && epoch == m.epoch && m.consumed == 0 && !m.holding && !m.error) return;
   }
   m.stop_producer();
   m.epoch = epoch;
@@ -268,7 +268,6 @@ void StreamingDataset::start_epoch(int64_t epoch) {
   m.error = nullptr;
   m.holding = false;
   m.current = {};
-  m.started = true;
 #ifdef H5_HAVE_THREADSAFE
   m.producer = std::thread([&m] { m.produce(); });
 #endif
