@@ -146,6 +146,12 @@ std::vector<char> ZipArchive::read(const std::string& name) const {
   if (e->size >= static_cast<uint64_t>(std::numeric_limits<uInt>::max()) ||
       e->compressed > static_cast<uint64_t>(std::numeric_limits<uInt>::max()))
     throw FileError(path_, where + " is larger than 4 GiB, which kiln does not read");
+  // Every claim about the sizes is checked before the output is allocated. A stored entry's
+  // size is its compressed size, which lies inside the file.
+  if (e->method != 0 && e->method != 8)
+    throw FileError(path_, where + " uses compression method " + std::to_string(e->method) +
+                                    "; kiln reads stored (0) and deflate (8)");
+  if (e->method == 0 && e->compressed != e->size) throw FileError(path_, where + ": stored sizes disagree");
   // Deflate cannot expand data more than about 1032 times: a larger claim is a damaged entry
   // or a zip bomb, refused before its memory is taken.
   if (e->method == 8 && e->size > 1032 * e->compressed + 1024)
@@ -155,9 +161,8 @@ std::vector<char> ZipArchive::read(const std::string& name) const {
   std::vector<char> out(static_cast<size_t>(e->size));
   const unsigned char* src = bytes_.data() + data;
   if (e->method == 0) {
-    if (e->compressed != e->size) throw FileError(path_, where + ": stored sizes disagree");
     std::copy(src, src + e->size, out.begin());
-  } else if (e->method == 8) {
+  } else {  // deflate
     z_stream z{};
     if (inflateInit2(&z, -15) != Z_OK) throw FileError(path_, "zlib cannot start inflating " + where);
     z.next_in = const_cast<Bytef*>(src);
@@ -173,9 +178,6 @@ std::vector<char> ZipArchive::read(const std::string& name) const {
       throw FileError(path_, where + " does not inflate to its stated " + std::to_string(e->size) +
                                       " bytes (damaged)");
     out.resize(static_cast<size_t>(e->size));
-  } else {
-    throw FileError(path_, where + " uses compression method " + std::to_string(e->method) +
-                                    "; kiln reads stored (0) and deflate (8)");
   }
   const uint32_t crc = static_cast<uint32_t>(
       crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(out.data()), static_cast<uInt>(out.size())));

@@ -126,6 +126,17 @@ TEST(ZipArchive, AZipBombIsRefusedBeforeItsMemoryIsTaken) {
   fs::remove(path);
 }
 
+TEST(ZipArchive, AStoredMemberClaimingMoreThanItHoldsIsRefused) {
+  // 2.8 GB claimed for 144 stored bytes (what the fuzzer found in a .pt file): refused by the
+  // size check, which now comes before the output is allocated.
+  const std::string path = write_temp("stored.zip", zip_of({{"archive/data/0", std::string(144, 'w'), false, 2818572432LL}}));
+  const ZipArchive zip(path);
+  const std::string e = error_of([&] { (void)zip.read("archive/data/0"); });
+  EXPECT_NE(e.find(path), std::string::npos) << e;
+  EXPECT_NE(e.find("stored sizes disagree"), std::string::npos) << e;
+  fs::remove(path);
+}
+
 TEST(ZipArchive, ADeflatedMemberThatInflatesShortIsRefused) {
   // Within deflate's ratio but not what the stream holds.
   std::string noise(1000, '\0');
