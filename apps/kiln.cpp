@@ -63,7 +63,8 @@ int cmd_info(int argc, char** argv) {
   const char* isa = kiln::cpu_vector_isa();
   const char* kernel = kiln::blas_core_name();
   std::printf("CPU: %s (%s)\n", kiln::cpu_model().c_str(), isa);
-  std::printf("kiln's loops compiled for: %s\n", kiln::compiled_vector_isa());
+  std::printf("kiln's loops compiled for: %s, %d-bit vectors\n", kiln::compiled_vector_isa(),
+              kiln::compiled_vector_bits());
   if (const int64_t l2 = kiln::cpu_l2_cache_bytes(); l2 > 0)
     std::printf("L2 cache per core: %lld KiB\n", static_cast<long long>(l2 >> 10));
   std::printf("threads: %d (set KILN_NUM_THREADS to change)\n", kiln::num_threads());

@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("blas_config", kiln::blas_config());
   benchmark::AddCustomContext("cpu_model", kiln::cpu_model());
   benchmark::AddCustomContext("cpu_isa", std::string(kiln::cpu_vector_isa()) + "; kiln's loops built for " +
-                                             kiln::compiled_vector_isa());
+                                             kiln::compiled_vector_isa() + ", " +
+                                             std::to_string(kiln::compiled_vector_bits()) + "-bit vectors");
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -301,7 +301,8 @@ nlohmann::json figures_json(const Evaluation& e, bool with_auc, double penalty) 
 
 nlohmann::json environment_json() {
   return {{"kiln_version", KILN_VERSION},
-          {"cpu", cpu_model() + " (" + cpu_vector_isa() + "; kiln's loops built for " + compiled_vector_isa() + ")"},
+          {"cpu", cpu_model() + " (" + cpu_vector_isa() + "; kiln's loops built for " + compiled_vector_isa() + ", " +
+                      std::to_string(compiled_vector_bits()) + "-bit vectors)"},
           {"threads", num_threads()},
           {"blas", std::string(blas_config()) + ", kernel " + blas_core_name()}};
 }

@@ -57,6 +57,16 @@ const char* compiled_vector_isa() {
 #endif
 }
 
+int compiled_vector_bits() {
+#if defined(__AVX512F__) && defined(KILN_VECTOR_WIDTH) && KILN_VECTOR_WIDTH == 512
+  return 512;
+#elif defined(__AVX__)
+  return 256;
+#else
+  return 128;
+#endif
+}
+
 const char* better_blas_kernel(const char* chosen_kernel, const char* vector_isa) {
   if (chosen_kernel == nullptr || vector_isa == nullptr) return nullptr;
   // OpenBLAS' x86 kernels from before AVX: what its detection falls back to.

@@ -15,6 +15,10 @@ std::string cpu_model();
 const char* cpu_vector_isa();
 // The widest one kiln's own loops were compiled for (set by KILN_ARCH at configure time).
 const char* compiled_vector_isa();
+// The width of the vectors the compiler was asked to use in those loops, in bits: 512 with
+// AVX-512 and KILN_VECTOR_WIDTH=512, 256 with AVX2 (or AVX-512 held to 256-bit vectors), 128
+// below. For printing beside compiled_vector_isa().
+int compiled_vector_bits();
 // The size in bytes of one core's level-2 cache as the C library reports it, or 0 where it
 // does not say. The Winograd forms size their blocks of tiles by it.
 int64_t cpu_l2_cache_bytes();

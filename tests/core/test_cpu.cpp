@@ -1,4 +1,5 @@
-// better_blas_kernel: the advice `kiln info` gives when OpenBLAS falls back to an old kernel.
+// better_blas_kernel: the advice `kiln info` gives when OpenBLAS falls back to an old kernel;
+// compiled_vector_bits: the vector width printed beside the ISA kiln was built for.
 #include "core/runtime/cpu.h"
 
 #include <gtest/gtest.h>
@@ -34,3 +35,16 @@ TEST(BetterBlasKernel, NoAdviceWithoutVectorsOrWithoutNames) {
 }
 
 }  // namespace
+
+// The vector width printed beside the ISA must be one that ISA has: 512-bit vectors only in a
+// build for AVX-512, and with it unless the build held them to 256 bits (KILN_VECTOR_WIDTH).
+TEST(CompiledVectors, TheWidthMatchesTheInstructionSet) {
+  const std::string isa = kiln::compiled_vector_isa();
+  const int bits = kiln::compiled_vector_bits();
+  if (isa == "AVX-512") EXPECT_TRUE(bits == 512 || bits == 256) << bits;
+  else if (isa == "AVX2" || isa == "AVX") EXPECT_EQ(bits, 256);
+  else EXPECT_EQ(bits, 128) << isa;
+#if defined(KILN_VECTOR_WIDTH) && KILN_VECTOR_WIDTH == 512
+  if (isa == "AVX-512") EXPECT_EQ(bits, 512);
+#endif
+}
