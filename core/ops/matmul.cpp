@@ -11,6 +11,10 @@ namespace {
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, const float* B,
           float beta, float* C) {
   if (M == 0 || N == 0) return;
+  if (K == 0) {  // an empty sum: C = beta C, written here rather than left to the BLAS
+    for (int64_t i = 0; i < M * N; ++i) C[i] = beta == 0.0f ? 0.0f : beta * C[i];
+    return;
+  }
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), 1.0f, A,
               static_cast<int>(ta ? M : K), B, static_cast<int>(tb ? K : N), beta, C,
@@ -72,8 +76,15 @@ Tensor dense(const Tensor& x, const Tensor& w, const Tensor& b) {
 
   record(out, "dense", {x, w, b}, [x, w, b, N, I, O](const Tensor& g) {
     const float* dy = g.data();
-    if (x.requires_grad()) gemm(false, true, N, I, O, dy, w.data(), 1.0f, x.grad_data());
-    if (w.requires_grad()) gemm(true, false, I, O, N, x.data(), dy, 1.0f, w.grad_data());
+    bool fresh = false;  // a gradient not allocated yet is written (beta 0) instead of zeroed and added to
+    if (x.requires_grad()) {
+      float* dx = x.grad_data_or_fresh(fresh);
+      gemm(false, true, N, I, O, dy, w.data(), fresh ? 0.0f : 1.0f, dx);
+    }
+    if (w.requires_grad()) {
+      float* dw = w.grad_data_or_fresh(fresh);
+      gemm(true, false, I, O, N, x.data(), dy, fresh ? 0.0f : 1.0f, dw);
+    }
     if (b.defined() && b.requires_grad()) {
       float* db = b.grad_data();
       for (int64_t n = 0; n < N; ++n)

@@ -249,6 +249,15 @@ std::vector<GradCase> linear_cases() {
                    [](const auto& in) { return dense(in[0], in[1], in[2]); }});
   cases.push_back({"dense_nobias", {{3, 4}, {4, 5}},
                    [](const auto& in) { return dense(in[0], in[1], Tensor()); }});
+  // dense writes x's and w's gradient buffers when it finds them empty (beta 0) and adds into
+  // them otherwise: x also feeds tanh, w also an L2 penalty (which writes or adds likewise), in
+  // both arrival orders.
+  cases.push_back({"dense_shared_input_and_kernel", {{3, 4}, {4, 5}, {5}}, [](const auto& in) {
+                     return mean(dense(in[0], in[1], in[2])) + tanh(in[0]) + l2_penalty(in[1], 0.05f);
+                   }});
+  cases.push_back({"dense_shared_input_and_kernel_swapped", {{3, 4}, {4, 5}, {5}}, [](const auto& in) {
+                     return l2_penalty(in[1], 0.05f) + tanh(in[0]) + mean(dense(in[0], in[1], in[2]));
+                   }});
 
   cases.push_back({"softmax", {{3, 5}}, [](const auto& in) { return softmax(in[0]); }});
   cases.push_back({"softmax_rank3", {{2, 2, 4}}, [](const auto& in) { return softmax(in[0]); }});
