@@ -682,6 +682,31 @@ TEST_P(BatchNormKernels, WithReluMatchesBatchNormThenRelu) {
   EXPECT_LE(relative_error(minus(dx, start_dx), dx_n), kTolerance);
   EXPECT_LE(relative_error(dg, dg_n), kTolerance);
   EXPECT_LE(relative_error(db, db_n), kTolerance);
+  // Masking on the fly is masking first, element for element: the same bits as the plain
+  // kernel on dy masked by z beforehand.
+  std::vector<float> dx_z = start_dx, dg_z(C, 0.0f), db_z(C, 0.0f);
+  batch_norm_backward_train(M, C, x.data(), gamma.data(), mean.data(), inv_std.data(), masked.data(), dx_z.data(),
+                            dg_z.data(), db_z.data());
+  EXPECT_EQ(dx, dx_z);
+  EXPECT_EQ(dg, dg_z);
+  EXPECT_EQ(db, db_z);
+}
+
+// Far from zero (mean 1e6, std 0.6; float steps of 0.0625 there), E[x^2] - E[x]^2 of x itself
+// would cancel 12 of double's 16 digits; the statistics must still match the naive two-pass
+// ones. (y cannot: the stored float mean is itself 0.03 off at 1e6.)
+TEST(BatchNormStatistics, StayAccurateFarFromZero) {
+  const int64_t M = 2048, C = 4;
+  const std::vector<float> x = random_floats(M * C, 51, 1e6f - 1.0f, 1e6f + 1.0f);
+  const std::vector<float> gamma(C, 1.0f), beta(C, 0.0f);
+  std::vector<float> y(x.size()), mean(C), var(C), inv_std(C), y_n(x.size()), mean_n(C), var_n(C), inv_std_n(C);
+  batch_norm_forward_train(M, C, x.data(), gamma.data(), beta.data(), 1e-3f, y.data(), mean.data(), var.data(),
+                           inv_std.data());
+  batch_norm_forward_train_naive(M, C, x.data(), gamma.data(), beta.data(), 1e-3f, y_n.data(), mean_n.data(),
+                                 var_n.data(), inv_std_n.data());
+  EXPECT_EQ(mean, mean_n);
+  EXPECT_LE(relative_error(var, var_n), 1e-6);
+  EXPECT_LE(relative_error(inv_std, inv_std_n), 1e-6);
 }
 
 TEST_P(BatchNormKernels, InputGradientSumsToZeroPerChannel) {
@@ -759,7 +784,8 @@ INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormKernels,
                                          BatchNormCase{"m392_c64", 392, 64, 0.0f},
                                          BatchNormCase{"m1568_c1", 1568, 1, 0.5f},
                                          BatchNormCase{"m12544_c64_offset3", 12544, 64, 3.0f},
-                                         BatchNormCase{"m100000_c16_offset10", 100000, 16, 10.0f}),
+                                         BatchNormCase{"m100000_c16_offset10", 100000, 16, 10.0f},
+                                         BatchNormCase{"m4096_c8_offset100", 4096, 8, 100.0f}),
                          bn_case_name);
 
 }  // namespace
